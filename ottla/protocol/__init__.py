@@ -1,0 +1,81 @@
+"""ottla.protocol: the Kafka wire protocol, sans-IO (PURE: no asyncio, sockets, clock).
+
+Frames (`FrameDecoder`), request/response headers, the API registry
+(`SUPPORTED_APIS`), request decoding and response encoding through kio
+(`decode_request`, `encode_response`), record batches (`RecordBatchView`,
+`iter_batches`, `record_codec`), Kafka error codes (`ErrorCode`) and the one
+exception type for bad input (`ProtocolError`).
+"""
+
+from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec
+from ottla.protocol.codec import (
+    ChunkWriter,
+    DecodedRequest,
+    UnsupportedRequest,
+    decode_request,
+    encode_response,
+)
+from ottla.protocol.errors import ErrorCode, ProtocolError
+from ottla.protocol.framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix
+from ottla.protocol.header import RequestHeader, decode_request_header, encode_response_header
+from ottla.protocol.record_codec import (
+    ControlRecordType,
+    Record,
+    build_batch,
+    build_control_batch,
+    compress,
+    decode_control_record,
+    decode_records,
+    decompress,
+)
+from ottla.protocol.records import (
+    BATCH_HEADER_BYTES,
+    LOG_OVERHEAD_BYTES,
+    NO_PARTITION_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    NO_SEQUENCE,
+    Compression,
+    RecordBatchView,
+    TimestampType,
+    iter_batches,
+    peek_batch_size,
+)
+
+__all__ = [
+    "BATCH_HEADER_BYTES",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "LOG_OVERHEAD_BYTES",
+    "NO_PARTITION_LEADER_EPOCH",
+    "NO_PRODUCER_EPOCH",
+    "NO_PRODUCER_ID",
+    "NO_SEQUENCE",
+    "SUPPORTED_APIS",
+    "ApiRegistry",
+    "ApiSpec",
+    "ChunkWriter",
+    "Compression",
+    "ControlRecordType",
+    "DecodedRequest",
+    "ErrorCode",
+    "FrameDecoder",
+    "ProtocolError",
+    "Record",
+    "RecordBatchView",
+    "RequestHeader",
+    "TimestampType",
+    "UnsupportedRequest",
+    "build_batch",
+    "build_control_batch",
+    "compress",
+    "decode_control_record",
+    "decode_records",
+    "decode_request",
+    "decode_request_header",
+    "decompress",
+    "encode_response",
+    "encode_response_header",
+    "frame_size_prefix",
+    "iter_batches",
+    "peek_batch_size",
+]

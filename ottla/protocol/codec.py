@@ -1,0 +1,162 @@
+"""Requests from frames and responses to frames, through kio.
+
+`decode_request(frame)` reads the header, finds the API in the registry and decodes
+the body with kio's native reader; `encode_response(...)` writes the response body
+with kio's writer and frames it. Both are sans-IO.
+
+Zero copy on the way out: `ChunkWriter` collects kio's small writes into one
+`bytearray` but keeps large buffers (record data, typically memoryviews of log
+segments) as references, so a Fetch response is a list of chunks for
+`transport.writelines` and record data is never copied in Python.
+
+Every malformed input raises `ProtocolError`: kio's decode errors, bad varints,
+invalid UTF-8 and trailing garbage alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kio.serial import entity_writer
+from kio.serial.errors import SerialError
+
+from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec
+from ottla.protocol.errors import ErrorCode, ProtocolError
+from ottla.protocol.framing import frame_size_prefix
+from ottla.protocol.header import (
+    API_VERSIONS_KEY,
+    RequestHeader,
+    decode_request_header,
+    encode_response_header,
+    peek_fixed,
+    response_header_version,
+)
+
+__all__ = [
+    "ChunkWriter",
+    "DecodedRequest",
+    "UnsupportedRequest",
+    "decode_request",
+    "encode_response",
+]
+
+# Writes at least this large are kept by reference instead of copied.
+_REFERENCE_BYTES_MIN = 8192
+_DECODE_ERRORS = (SerialError, ValueError, OverflowError, UnicodeError, IndexError, TypeError)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRequest:
+    """A request ready for its handler: header, kio body, and the API's spec."""
+
+    header: RequestHeader
+    body: Any
+    spec: ApiSpec
+
+    @property
+    def api_version(self) -> int:
+        return self.header.api_version
+
+    @property
+    def flexible(self) -> bool:
+        return bool(self.body.__flexible__)
+
+
+class UnsupportedRequest(ProtocolError):
+    """A well-framed request for an API or version ottla does not serve.
+
+    `header` is decoded as far as possible so the broker can answer it (ApiVersions
+    with a v0 body listing the supported ranges; other APIs with an error).
+    """
+
+    def __init__(self, header: RequestHeader, message: str) -> None:
+        super().__init__(ErrorCode.unsupported_version, message)
+        self.header = header
+
+
+def decode_request(
+    frame: bytes | bytearray | memoryview, registry: ApiRegistry = SUPPORTED_APIS
+) -> DecodedRequest:
+    """Decode one request frame (without its size prefix).
+
+    Raises `UnsupportedRequest` for an unknown api key or version, `ProtocolError`
+    for anything malformed.
+    """
+    api_key, api_version, _ = peek_fixed(frame)
+    spec = registry.get(api_key)
+    if spec is None or not spec.serves(api_version):
+        flexible = spec.flexible(api_version) if spec is not None else False
+        # The ApiVersions request of a newer client: its header is v2 from v3 on.
+        if api_key == API_VERSIONS_KEY and api_version >= 3:
+            flexible = True
+        try:
+            header = decode_request_header(frame, flexible)
+        except ProtocolError:
+            header = decode_request_header(bytes(frame[:8]) + b"\xff\xff", flexible=False)
+        try:
+            registry.spec_for(api_key, api_version)
+        except ProtocolError as error:
+            raise UnsupportedRequest(header, str(error)) from None
+    assert spec is not None
+    header = decode_request_header(frame, spec.flexible(api_version))
+    try:
+        body, size = spec.request_reader(api_version)(frame, header.body_offset)
+    except _DECODE_ERRORS as error:
+        raise ProtocolError(
+            ErrorCode.invalid_request,
+            f"malformed {spec.name} v{api_version} request: {type(error).__name__}: {error}",
+        ) from None
+    if header.body_offset + size != len(frame):
+        raise ProtocolError(
+            ErrorCode.invalid_request,
+            f"{spec.name} v{api_version} request has "
+            f"{len(frame) - header.body_offset - size} trailing bytes",
+        )
+    return DecodedRequest(header=header, body=body, spec=spec)
+
+
+class ChunkWriter:
+    """A write()-able sink that keeps large buffers by reference (see module doc)."""
+
+    __slots__ = ("_current", "chunks", "size")
+
+    def __init__(self) -> None:
+        self._current = bytearray()
+        self.chunks: list[bytes | bytearray | memoryview] = []
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        if length >= _REFERENCE_BYTES_MIN:
+            if self._current:
+                self.chunks.append(self._current)
+                self._current = bytearray()
+            self.chunks.append(data)
+        else:
+            self._current += data
+        self.size += length
+        return length
+
+    def finish(self) -> list[bytes | bytearray | memoryview]:
+        """All chunks, in order; the writer must not be used afterwards."""
+        if self._current:
+            self.chunks.append(self._current)
+            self._current = bytearray()
+        return self.chunks
+
+
+def encode_response(header: RequestHeader, body: Any) -> list[bytes | bytearray | memoryview]:
+    """Frame a kio response body for `header`'s request: size, header, body chunks.
+
+    The response header version follows the body's flexibility, except ApiVersions,
+    whose response header is always v0.
+    """
+    response_type = type(body)
+    writer = ChunkWriter()
+    header_version = response_header_version(header.api_key, bool(response_type.__flexible__))
+    writer.write(encode_response_header(header.correlation_id, header_version))
+    entity_writer(response_type)(writer, body)  # type: ignore[arg-type]
+    chunks = writer.finish()
+    chunks.insert(0, frame_size_prefix(writer.size))
+    return chunks
