@@ -7,7 +7,7 @@ Frames (`FrameDecoder`), request/response headers, the API registry
 exception type for bad input (`ProtocolError`).
 """
 
-from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec
+from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec, build_api_versions_response
 from ottla.protocol.codec import (
     ChunkWriter,
     DecodedRequest,
@@ -65,6 +65,7 @@ __all__ = [
     "RequestHeader",
     "TimestampType",
     "UnsupportedRequest",
+    "build_api_versions_response",
     "build_batch",
     "build_control_batch",
     "compress",

@@ -18,6 +18,7 @@ dispatcher checks that every registered API has one.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -30,7 +31,7 @@ from kio.static.constants import EntityType
 
 from ottla.protocol.errors import ErrorCode, ProtocolError
 
-__all__ = ["SUPPORTED_APIS", "ApiRegistry", "ApiSpec"]
+__all__ = ["SUPPORTED_APIS", "ApiRegistry", "ApiSpec", "build_api_versions_response"]
 
 
 @dataclass(frozen=True)
@@ -181,3 +182,34 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("describe_cluster"),
     ]
 )
+
+
+_API_VERSIONS_KEY = 18
+
+
+def build_api_versions_response(
+    version: int,
+    error_code: ErrorCode = ErrorCode.none,
+    registry: ApiRegistry | None = None,
+) -> Any:
+    """kio's ApiVersionsResponse at `version` listing every API `registry` advertises.
+
+    No tagged fields (no features). For UNSUPPORTED_VERSION the body is v0 whatever
+    `version` is, as Kafka answers a client whose ApiVersions version it does not
+    know (KIP-511): the client reads the v0 body and retries at a version it lists.
+    """
+    apis = SUPPORTED_APIS if registry is None else registry
+    if error_code is ErrorCode.unsupported_version:
+        version = 0
+    spec = apis[_API_VERSIONS_KEY] if _API_VERSIONS_KEY in apis else SUPPORTED_APIS[18]
+    module = spec.response_module(version)
+    response_type = spec.response_type(version)
+    entries = tuple(
+        module.ApiVersion(api_key=key, min_version=low, max_version=high)
+        for key, low, high in apis.api_version_entries()
+    )
+    if version == 0:
+        return response_type(error_code=error_code, api_keys=entries)
+    return response_type(
+        error_code=error_code, api_keys=entries, throttle_time=datetime.timedelta(0)
+    )
