@@ -30,6 +30,7 @@ from ottla.protocol.header import (
     decode_request_header,
     encode_response_header,
     peek_fixed,
+    readonly,
     response_header_version,
 )
 
@@ -83,6 +84,7 @@ def decode_request(
     Raises `UnsupportedRequest` for an unknown api key or version, `ProtocolError`
     for anything malformed.
     """
+    frame = readonly(frame)
     api_key, api_version, _ = peek_fixed(frame)
     spec = registry.get(api_key)
     if spec is None or not spec.serves(api_version):

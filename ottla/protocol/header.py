@@ -67,12 +67,24 @@ def peek_fixed(frame: bytes | bytearray | memoryview) -> tuple[int, int, int]:
     return int(api_key), int(api_version), int(correlation_id)
 
 
+def readonly(frame: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """`frame` as kio's native readers take it: they refuse writable buffers.
+
+    A large frame arrives as the `bytearray` FrameDecoder filled in place; a
+    read-only view of it avoids copying it.
+    """
+    if isinstance(frame, bytes):
+        return frame
+    return memoryview(frame).cast("B").toreadonly()
+
+
 def decode_request_header(frame: bytes | bytearray | memoryview, flexible: bool) -> RequestHeader:
     """Decode a request header: v2 when `flexible`, else v1.
 
     Raises ProtocolError(INVALID_REQUEST) on truncation, a negative string length
     below -1, invalid UTF-8 or a malformed tagged-field section.
     """
+    frame = readonly(frame)
     api_key, api_version, correlation_id = peek_fixed(frame)
     offset = _FIXED.size
     try:
@@ -97,7 +109,7 @@ def decode_request_header(frame: bytes | bytearray | memoryview, flexible: bool)
 
 
 def _read_tagged_fields(
-    frame: bytes | bytearray | memoryview, offset: int
+    frame: bytes | memoryview, offset: int
 ) -> tuple[tuple[tuple[int, bytes], ...], int]:
     count, size = read_unsigned_varint(frame, offset)
     offset += size

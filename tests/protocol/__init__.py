@@ -1,0 +1,1 @@
+"""Tests of ottla.protocol (a package so helper modules import relatively)."""
