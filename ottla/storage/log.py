@@ -1,0 +1,795 @@
+"""`Log`: one partition's directory of segments, with Kafka's log semantics.
+
+Rules:
+
+- Offsets only grow. `append` assigns `log_end_offset` onwards (leader) or checks
+  that the batches' own offsets increase from it (`assign_offsets=False`, follower).
+  Compaction leaves gaps; nothing ever renumbers.
+- An append is all-or-nothing: every batch is validated (whole, CRC, magic,
+  `max.message.bytes`) before a byte is copied, and `log_end_offset` moves only after
+  the copy, so a refused append leaves the log unchanged.
+- The last segment is the active one; only it is written. It rolls when the next
+  append would not fit `segment.bytes`, when `segment.ms` passed since its first
+  batch, when an index is full, or when a relative offset would overflow int32.
+- `log_start_offset` <= every readable offset <= `log_end_offset`. DeleteRecords and
+  retention move it up; `truncate_to` (followers) moves `log_end_offset` down.
+- Durability: `flush()` msyncs the active segment and writes the recovery-point
+  checkpoint; rolling fsyncs the sealed segment. A clean `close()` writes the
+  `.clean-shutdown` marker; `open` removes it (durably) before anything else
+  happens, so a crash after opening is always recovered by a scan.
+- Reads return a memoryview of a segment's map under a `ReadLease` (see segment.py);
+  a read starts at the batch that holds the requested offset (a client skips the
+  records before it) and stays within one segment, as Kafka's does.
+- Corruption: recovery truncates the log from the first bad batch it scans (Kafka's
+  rule for an unclean stop). A bad batch met by a read in a segment recovery did not
+  scan is never served: the read stops before it, or raises `CorruptSegmentError`
+  (CORRUPT_MESSAGE) when it is the first batch, with a `storage.read.corrupt_batch`
+  error line naming the file and position.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from ottla.protocol import (
+    BATCH_HEADER_BYTES,
+    LOG_OVERHEAD_BYTES,
+    ErrorCode,
+    ProtocolError,
+    RecordBatchView,
+)
+from ottla.storage.checkpoints import (
+    CLEAN_SHUTDOWN_FILE,
+    LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE,
+    fsync_directory,
+    read_checkpoint,
+    remove_file,
+    write_checkpoint,
+)
+from ottla.storage.config import LogConfig
+from ottla.storage.epoch_cache import LeaderEpochCache
+from ottla.storage.recovery import RELATIVE_OFFSET_MAX, complete_interrupted_swaps
+from ottla.storage.retention import SegmentInfo, segments_to_delete
+from ottla.storage.segment import (
+    DEFAULT_MAP_BUDGET,
+    PREFIX,
+    CorruptSegmentError,
+    LogSegment,
+    MapBudget,
+    ReadLease,
+)
+
+__all__ = [
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "AppendInfo",
+    "Log",
+    "LogReadResult",
+    "OffsetOutOfRangeError",
+]
+
+_log = structlog.get_logger()
+
+LATEST_TIMESTAMP: Final = -1
+"""ListOffsets' "latest": `offset_for_timestamp` answers the log end offset."""
+EARLIEST_TIMESTAMP: Final = -2
+"""ListOffsets' "earliest": `offset_for_timestamp` answers the log start offset."""
+_EMPTY: Final = memoryview(b"")
+
+
+class OffsetOutOfRangeError(ProtocolError):
+    """A read or follower append outside [log_start_offset, log_end_offset]."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.offset_out_of_range, message)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendInfo:
+    """What an append stored."""
+
+    first_offset: int
+    last_offset: int
+    max_timestamp: int
+    offset_of_max_timestamp: int
+    records_count: int
+    size_bytes: int
+
+
+@dataclass(slots=True)
+class LogReadResult:
+    """Whole batches from one segment, as a read-only view under a lease.
+
+    `records` may start with a batch whose base offset is below the requested one
+    (Kafka's rule; the client skips). Release (or use as a context manager) once the
+    bytes are sent; `records` must not be touched afterwards.
+    """
+
+    records: memoryview
+    first_offset: int
+    """Base offset of the first batch returned (the requested offset when empty)."""
+    next_offset: int
+    """The offset after the last batch returned (where the next read starts)."""
+    log_start_offset: int
+    log_end_offset: int
+    lease: ReadLease | None
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+    def __enter__(self) -> LogReadResult:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+class _Pending:
+    """One validated batch of an append, before it is copied."""
+
+    __slots__ = ("base_offset", "last_offset", "max_timestamp", "position", "size")
+
+    def __init__(
+        self, position: int, size: int, base_offset: int, last_offset: int, max_timestamp: int
+    ) -> None:
+        self.position = position
+        self.size = size
+        self.base_offset = base_offset
+        self.last_offset = last_offset
+        self.max_timestamp = max_timestamp
+
+
+class Log:
+    """A partition log: `<topic>-<partition>/` with its segments and checkpoints."""
+
+    def __init__(self, directory: Path, config: LogConfig, budget: MapBudget) -> None:
+        self.directory = directory
+        self.config = config
+        self.budget = budget
+        self.segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self.log_start_offset = 0
+        self.recovery_point = 0
+        self.epoch_cache = LeaderEpochCache(directory)
+        self._graveyard: list[LogSegment] = []
+        self._unflushed_messages = 0
+        self._last_flush_ms = 0
+        self.closed = False
+        self.generation = 0
+        """Bumped when segments are removed or rewritten (the cleaner checks it)."""
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        config: LogConfig | None = None,
+        *,
+        now_ms: int = 0,
+        map_budget: MapBudget | None = None,
+    ) -> Log:
+        """Open (creating if needed) and recover the log in `directory`."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        log = cls(path, config or LogConfig(), map_budget or DEFAULT_MAP_BUDGET)
+        log._open(now_ms)
+        return log
+
+    def _open(self, now_ms: int) -> None:
+        directory = self.directory
+        complete_interrupted_swaps(directory)
+        marker = read_checkpoint(directory / CLEAN_SHUTDOWN_FILE, width=1)
+        bases = sorted(
+            int(path.stem)
+            for path in directory.glob("*.log")
+            if len(path.stem) == 20 and path.stem.isdigit()
+        )
+        for pattern in ("*.index", "*.timeindex"):
+            for path in directory.glob(pattern):
+                if not path.stem.isdigit() or int(path.stem) not in bases:
+                    remove_file(path)
+        start_rows = read_checkpoint(directory / LOG_START_OFFSET_FILE, width=1)
+        recovery_rows = read_checkpoint(directory / RECOVERY_POINT_FILE, width=1)
+        recovery_point = recovery_rows[0][0] if recovery_rows else 0
+        checkpointed_start = start_rows[0][0] if start_rows else 0
+        clean = marker is not None
+        if clean:
+            self.segments = [
+                LogSegment.open_existing(directory, base, self.config, self.budget)
+                for base in bases
+            ]
+            assert marker is not None
+            if self.segments and self.segments[-1].next_offset != marker[0][0]:
+                _log.warning(
+                    "storage.open.marker_mismatch",
+                    directory=str(directory),
+                    marker_log_end_offset=marker[0][0],
+                    found_log_end_offset=self.segments[-1].next_offset,
+                )
+                for segment in self.segments:
+                    segment.close()
+                clean = False
+        if not clean:
+            self._recover(bases, recovery_point)
+        if not self.segments:
+            self.segments = [
+                LogSegment.create(directory, checkpointed_start, self.config, self.budget)
+            ]
+        for segment in self.segments:
+            segment.created_ms = now_ms
+        if not self.segments[-1].active:
+            self.segments[-1].activate()
+        self._bases = [segment.base_offset for segment in self.segments]
+        # The marker must be gone, durably, before the log can change.
+        if remove_file(directory / CLEAN_SHUTDOWN_FILE):
+            fsync_directory(directory)
+        self.log_start_offset = min(
+            max(checkpointed_start, self.segments[0].base_offset), self.log_end_offset
+        )
+        self.recovery_point = self.log_end_offset if clean else 0
+        self._last_flush_ms = now_ms
+        self._load_epoch_cache()
+        if not clean:
+            self.flush(now_ms)
+        _log.info(
+            "storage.log.opened",
+            directory=str(directory),
+            clean=clean,
+            segments=len(self.segments),
+            log_start_offset=self.log_start_offset,
+            log_end_offset=self.log_end_offset,
+        )
+
+    def _recover(self, bases: list[int], recovery_point: int) -> None:
+        """Unclean open: trust segments below the recovery point, scan the rest."""
+        directory = self.directory
+        first_scanned = max(0, bisect.bisect_right(bases, recovery_point) - 1)
+        self.segments = [
+            LogSegment.open_existing(directory, base, self.config, self.budget)
+            for base in bases[:first_scanned]
+        ]
+        for index, base in enumerate(bases[first_scanned:], start=first_scanned):
+            segment = LogSegment(directory, base, self.config, self.budget)
+            segment.size = segment.log_path.stat().st_size
+            is_last = index == len(bases) - 1
+            if is_last:
+                segment.activate()
+            scanner = segment.rebuild_indexes(validate=True)
+            file_bytes = segment.log_path.stat().st_size
+            self.segments.append(segment)
+            if scanner.stop_reason is not None:
+                _log.warning(
+                    "storage.recovery.truncated",
+                    path=str(segment.log_path),
+                    position=scanner.end_position,
+                    next_offset=segment.next_offset,
+                    dropped_bytes=file_bytes - scanner.end_position,
+                    reason=scanner.stop_reason,
+                )
+                for later in bases[index + 1 :]:
+                    _log.warning(
+                        "storage.recovery.deleted_segment",
+                        directory=str(directory),
+                        base_offset=later,
+                        reason="follows a corrupt batch",
+                    )
+                    LogSegment(directory, later, self.config, self.budget).delete_files()
+                if not is_last:
+                    segment.activate()
+                segment.discard_tail()
+                break
+            if is_last or file_bytes != segment.size:
+                segment.discard_tail()
+        if self.segments and not self.segments[-1].active:
+            self.segments[-1].activate()
+
+    def _load_epoch_cache(self) -> None:
+        cache = LeaderEpochCache.load(self.directory)
+        if cache is None:
+            cache = LeaderEpochCache(self.directory)
+            for batch in self.iter_batch_headers():
+                cache.assign(batch.partition_leader_epoch, batch.base_offset, persist=False)
+            if cache.entries:
+                cache.save()
+        else:
+            cache.truncate_from_end(self.log_end_offset)
+            cache.truncate_from_start(self.log_start_offset)
+        self.epoch_cache = cache
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self.segments[-1]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size for segment in self.segments)
+
+    def segment_infos(self) -> list[SegmentInfo]:
+        """What retention sees of each segment (oldest first)."""
+        infos = []
+        for segment in self.segments:
+            timestamp = segment.max_timestamp
+            if timestamp < 0:
+                timestamp = int(segment.log_path.stat().st_mtime * 1000)
+            infos.append(
+                SegmentInfo(segment.base_offset, segment.next_offset, segment.size, timestamp)
+            )
+        return infos
+
+    def _check_open(self) -> None:
+        assert not self.closed, f"log {self.directory} is closed"
+
+    # -- appending ------------------------------------------------------------------------
+
+    def append(
+        self,
+        records: bytes | bytearray | memoryview | RecordBatchView,
+        *,
+        now_ms: int,
+        assign_offsets: bool = True,
+        leader_epoch: int | None = None,
+    ) -> AppendInfo:
+        """Append one or more v2 batches; offsets are assigned unless `assign_offsets`.
+
+        `records` is the batch bytes (validated here) or a `RecordBatchView` the caller
+        already validated. `leader_epoch` (the leader's epoch) is stamped into each
+        batch; followers pass None and keep the epochs the leader stamped. The input
+        is never modified: batches are copied into the segment, then patched there.
+        Raises ProtocolError: CORRUPT_MESSAGE (bad length/CRC/magic),
+        MESSAGE_TOO_LARGE (`max.message.bytes`), OFFSET_OUT_OF_RANGE (a follower batch
+        whose offset does not increase); the log is then unchanged.
+        """
+        self._check_open()
+        if isinstance(records, RecordBatchView):
+            data = records.bytes_view()
+            pending = self._plan([records], assign_offsets)
+        else:
+            data = memoryview(records)
+            pending = self._plan(self._validated_batches(data), assign_offsets)
+        total = len(data)
+        first, last = pending[0], pending[-1]
+        segment = self.active_segment
+        if segment.size and self._should_roll(segment, first, last, total, now_ms):
+            segment = self._roll(first.base_offset, now_ms, total)
+        elif segment.size + total > segment.capacity_bytes:
+            segment.activate(segment.size + total)
+        start = segment.size
+        segment.write(data, start)
+        records_count = 0
+        for batch in pending:
+            position = start + batch.position
+            segment.patch_batch(
+                position, batch.base_offset if assign_offsets else None, leader_epoch
+            )
+            segment.record_batch(
+                position, batch.size, batch.base_offset, batch.last_offset, batch.max_timestamp
+            )
+            records_count += batch.last_offset - batch.base_offset + 1
+        if leader_epoch is not None:
+            self.epoch_cache.assign(leader_epoch, first.base_offset)
+        elif not assign_offsets:
+            for batch in pending:
+                epoch = PREFIX.unpack_from(segment.readable_buffer(), start + batch.position)[2]
+                self.epoch_cache.assign(epoch, batch.base_offset)
+        max_timestamp, offset_of_max = -1, first.base_offset
+        for batch in pending:
+            if batch.max_timestamp > max_timestamp:
+                max_timestamp, offset_of_max = batch.max_timestamp, batch.base_offset
+        self._unflushed_messages += records_count
+        if (
+            self._unflushed_messages >= self.config.flush_messages
+            or now_ms - self._last_flush_ms >= self.config.flush_ms
+        ):
+            self.flush(now_ms)
+        return AppendInfo(
+            first.base_offset, last.last_offset, max_timestamp, offset_of_max, records_count, total
+        )
+
+    def _validated_batches(self, data: memoryview) -> list[RecordBatchView]:
+        batches = []
+        position, end = 0, len(data)
+        if end == 0:
+            raise ProtocolError(ErrorCode.corrupt_message, "no record batch to append")
+        while position < end:
+            if end - position < BATCH_HEADER_BYTES:
+                raise ProtocolError(
+                    ErrorCode.corrupt_message,
+                    f"{end - position} trailing bytes do not form a record batch",
+                )
+            batch = RecordBatchView(data, position)
+            batch.validate()
+            batches.append(batch)
+            position += batch.size
+        return batches
+
+    def _plan(self, batches: list[RecordBatchView], assign_offsets: bool) -> list[_Pending]:
+        pending = []
+        next_offset = self.log_end_offset
+        position = 0
+        for batch in batches:
+            size = batch.size
+            if size > self.config.max_message_bytes:
+                raise ProtocolError(
+                    ErrorCode.message_too_large,
+                    f"record batch of {size} bytes exceeds max.message.bytes "
+                    f"{self.config.max_message_bytes}",
+                )
+            if assign_offsets:
+                base_offset = next_offset
+            else:
+                base_offset = batch.base_offset
+                if base_offset < next_offset:
+                    raise OffsetOutOfRangeError(
+                        f"follower batch at offset {base_offset} is below the expected "
+                        f"{next_offset} in {self.directory}"
+                    )
+            last_offset = base_offset + batch.last_offset_delta
+            pending.append(_Pending(position, size, base_offset, last_offset, batch.max_timestamp))
+            next_offset = last_offset + 1
+            position += size
+        return pending
+
+    def _should_roll(
+        self, segment: LogSegment, first: _Pending, last: _Pending, total: int, now_ms: int
+    ) -> bool:
+        if segment.size + total > self.config.segment_bytes:
+            return True
+        if segment.indexes_full:
+            return True
+        if last.last_offset - segment.base_offset > RELATIVE_OFFSET_MAX:
+            return True
+        first_timestamp = segment.first_batch_timestamp
+        if first_timestamp is not None and first_timestamp >= 0:
+            waited_ms = first.max_timestamp - first_timestamp
+        else:
+            waited_ms = now_ms - segment.created_ms
+        return waited_ms > self.config.segment_ms
+
+    # -- rolling and flushing -----------------------------------------------------------
+
+    def roll(self, now_ms: int = 0) -> LogSegment:
+        """Seal the active segment (if it holds data) and start a new one at the end."""
+        self._check_open()
+        if not self.active_segment.size:
+            return self.active_segment
+        return self._roll(self.log_end_offset, now_ms, 0)
+
+    def _roll(self, base_offset: int, now_ms: int, incoming_bytes: int) -> LogSegment:
+        old = self.active_segment
+        old.seal()
+        # Every earlier segment was fsynced when it was sealed.
+        self._set_recovery_point(old.next_offset)
+        segment = LogSegment.create(
+            self.directory,
+            max(base_offset, old.next_offset),
+            self.config,
+            self.budget,
+            capacity_bytes=max(self.config.segment_bytes, incoming_bytes),
+        )
+        segment.created_ms = now_ms
+        fsync_directory(self.directory)
+        self.segments.append(segment)
+        self._bases.append(segment.base_offset)
+        _log.info(
+            "storage.segment.rolled",
+            directory=str(self.directory),
+            base_offset=segment.base_offset,
+            sealed_bytes=old.size,
+        )
+        self.reap()
+        return segment
+
+    def flush(self, now_ms: int = 0) -> None:
+        """Make everything appended so far durable and move the recovery point to it."""
+        self._check_open()
+        self.active_segment.flush()
+        self._unflushed_messages = 0
+        self._last_flush_ms = now_ms
+        self._set_recovery_point(self.log_end_offset)
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """Flush if `flush.ms` has passed since the last flush (the broker's timer)."""
+        if self._unflushed_messages and now_ms - self._last_flush_ms >= self.config.flush_ms:
+            self.flush(now_ms)
+            return True
+        return False
+
+    def _set_recovery_point(self, offset: int) -> None:
+        if offset != self.recovery_point:
+            self.recovery_point = offset
+            write_checkpoint(self.directory / RECOVERY_POINT_FILE, [(offset,)])
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        max_offset: int | None = None,
+        min_one_message: bool = True,
+    ) -> LogReadResult:
+        """Whole batches from the one holding `offset`, up to `max_bytes`.
+
+        `max_offset` (exclusive; e.g. the high watermark) bounds which batches are
+        returned. With `min_one_message` the first batch is returned even if larger than
+        `max_bytes` (KIP-74). Raises OffsetOutOfRangeError outside
+        [log_start_offset, log_end_offset], CorruptSegmentError for a corrupt batch.
+        """
+        self._check_open()
+        log_end_offset = self.log_end_offset
+        if offset < self.log_start_offset or offset > log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self.log_start_offset}, {log_end_offset}] "
+                f"of {self.directory}"
+            )
+        index = bisect.bisect_right(self._bases, offset) - 1
+        while offset < log_end_offset and 0 <= index < len(self.segments):
+            segment = self.segments[index]
+            start = segment.find_position(offset)
+            if start is None:  # a compacted gap at the segment's end
+                index += 1
+                continue
+            return self._read_segment(
+                segment, start, offset, max_bytes, max_offset, min_one_message
+            )
+        return self._empty(offset)
+
+    def _empty(self, offset: int) -> LogReadResult:
+        return LogReadResult(
+            _EMPTY, offset, offset, self.log_start_offset, self.log_end_offset, None
+        )
+
+    def _read_segment(
+        self,
+        segment: LogSegment,
+        start: int,
+        offset: int,
+        max_bytes: int,
+        max_offset: int | None,
+        min_one_message: bool,
+    ) -> LogReadResult:
+        buffer = segment.readable_buffer()
+        unpack = PREFIX.unpack_from
+        end, size_limit = start, segment.size
+        first_offset, next_offset = -1, offset
+        while end < size_limit:
+            base_offset, batch_length, *_, last_delta = unpack(buffer, end)
+            if max_offset is not None and base_offset >= max_offset:
+                break
+            batch_end = end + batch_length + LOG_OVERHEAD_BYTES
+            if batch_end - start > max_bytes and not (end == start and min_one_message):
+                break
+            if first_offset < 0:
+                first_offset = base_offset
+            end = batch_end
+            next_offset = base_offset + last_delta + 1
+        if end == start:
+            return self._empty(offset)
+        valid_end = segment.verify(start, end)
+        if valid_end == start:
+            raise CorruptSegmentError(
+                f"corrupt record batch at position {start} of {segment.log_path}"
+            )
+        if valid_end < end:
+            end, next_offset = start, offset
+            while end < valid_end:
+                base_offset, batch_length, *_, last_delta = unpack(buffer, end)
+                end += batch_length + LOG_OVERHEAD_BYTES
+                next_offset = base_offset + last_delta + 1
+        lease = segment.read_view(start, end)
+        return LogReadResult(
+            lease.view,
+            first_offset,
+            next_offset,
+            self.log_start_offset,
+            self.log_end_offset,
+            lease,
+        )
+
+    def iter_batch_headers(self, start_offset: int | None = None) -> Iterator[RecordBatchView]:
+        """Header-only views of each batch from the one holding `start_offset`.
+
+        Each view wraps a copy of the 61-byte header (so it outlives any map); its
+        fields are valid, `bytes_view()`/`validate()` are not. Cheap: no CRC, no
+        records are decoded (the broker rebuilds producer state from these).
+        """
+        offset = self.log_start_offset if start_offset is None else start_offset
+        for segment in list(self.segments):
+            if segment.next_offset <= offset or not segment.size:
+                continue
+            position = segment.find_position(offset) or 0
+            buffer = segment.readable_buffer()
+            while position < segment.size:
+                header = bytes(buffer[position : position + BATCH_HEADER_BYTES])
+                batch = RecordBatchView(header)
+                yield batch
+                position += batch.size
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, max timestamp) of the first batch with max_timestamp >= ts.
+
+        ListOffsets semantics at batch granularity: the offset is the batch's base
+        offset (raised to the log start offset); None when no batch is that recent.
+        `LATEST_TIMESTAMP`/`EARLIEST_TIMESTAMP` answer the log end/start offset.
+        """
+        self._check_open()
+        if timestamp_ms == LATEST_TIMESTAMP:
+            return self.log_end_offset, -1
+        if timestamp_ms == EARLIEST_TIMESTAMP:
+            return self.log_start_offset, -1
+        for segment in self.segments:
+            if segment.next_offset <= self.log_start_offset:
+                continue
+            found = segment.find_timestamp(timestamp_ms, self.log_start_offset)
+            if found is not None:
+                base_offset, max_timestamp = found
+                return max(base_offset, self.log_start_offset), max_timestamp
+        return None
+
+    # -- removing data ---------------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> None:
+        """Follower truncation: drop everything at and after `offset`.
+
+        Truncating into a batch drops the whole batch (the log end offset becomes its
+        base offset), as Kafka does. Below the log start offset the log is emptied and
+        restarted at `offset`.
+        """
+        self._check_open()
+        if offset >= self.log_end_offset:
+            return
+        self.generation += 1
+        if offset < self.log_start_offset:
+            self._truncate_fully(offset)
+            return
+        while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
+            self._delete_segment(self.segments.pop(), "truncated")
+            self._bases.pop()
+        segment = self.segments[-1]
+        if not segment.active:
+            segment.activate()
+        segment.truncate_to(offset)
+        self._after_truncation()
+        _log.info(
+            "storage.log.truncated",
+            directory=str(self.directory),
+            offset=offset,
+            log_end_offset=self.log_end_offset,
+        )
+
+    def _truncate_fully(self, offset: int) -> None:
+        for segment in self.segments:
+            self._delete_segment(segment, "truncated fully")
+        segment = LogSegment.create(self.directory, offset, self.config, self.budget)
+        self.segments, self._bases = [segment], [offset]
+        self.log_start_offset = offset
+        write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(offset,)])
+        self._after_truncation()
+
+    def _after_truncation(self) -> None:
+        self.epoch_cache.truncate_from_end(self.log_end_offset)
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        write_checkpoint(self.directory / RECOVERY_POINT_FILE, [(self.recovery_point,)])
+
+    def advance_start_offset(self, offset: int, *, high_watermark: int | None = None) -> bool:
+        """DeleteRecords: move the log start offset up to `offset`; True if it moved.
+
+        Raises OffsetOutOfRangeError past `high_watermark` (default: log end offset).
+        Whole segments below the new start are deleted at once.
+        """
+        self._check_open()
+        limit = self.log_end_offset if high_watermark is None else high_watermark
+        if offset > limit:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records up to {offset}: beyond {limit} in {self.directory}"
+            )
+        if offset <= self.log_start_offset:
+            return False
+        self.log_start_offset = offset
+        write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(offset,)])
+        self.epoch_cache.truncate_from_start(offset)
+        while len(self.segments) > 1 and self.segments[0].next_offset <= offset:
+            self._delete_segment(self.segments.pop(0), "below log start offset")
+            self._bases.pop(0)
+        self.generation += 1
+        return True
+
+    def apply_retention(self, now_ms: int, *, high_watermark: int | None = None) -> list[int]:
+        """Delete whole old segments past `retention.ms`/`retention.bytes` (never the
+        active one, nothing at or above `high_watermark`); the base offsets deleted."""
+        self._check_open()
+        doomed = segments_to_delete(
+            self.segment_infos(),
+            self.config,
+            now_ms=now_ms,
+            log_start_offset=self.log_start_offset,
+            high_watermark=self.log_end_offset if high_watermark is None else high_watermark,
+        )
+        for info in doomed:
+            segment = self.segments.pop(0)
+            self._bases.pop(0)
+            assert segment.base_offset == info.base_offset
+            self._delete_segment(segment, "retention")
+        if doomed:
+            self.generation += 1
+            new_start = max(self.log_start_offset, self.segments[0].base_offset)
+            if new_start != self.log_start_offset:
+                self.log_start_offset = new_start
+                write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(new_start,)])
+                self.epoch_cache.truncate_from_start(new_start)
+        self.reap()
+        return [info.base_offset for info in doomed]
+
+    def _delete_segment(self, segment: LogSegment, reason: str) -> None:
+        _log.info(
+            "storage.segment.deleted",
+            path=str(segment.log_path),
+            base_offset=segment.base_offset,
+            next_offset=segment.next_offset,
+            reason=reason,
+        )
+        segment.delete_files()
+        self.retire(segment)
+
+    def retire(self, segment: LogSegment) -> None:
+        """Keep a segment removed from the log until its readers' maps can close."""
+        if not segment.try_close_retired():
+            self._graveyard.append(segment)
+
+    def reap(self) -> int:
+        """Close maps of deleted segments whose readers are gone; how many remain."""
+        self._graveyard = [
+            segment for segment in self._graveyard if not segment.try_close_retired()
+        ]
+        for segment in self.segments:
+            segment.try_close_retired()
+        return len(self._graveyard)
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Clean shutdown: seal, checkpoint, write the clean-shutdown marker."""
+        if self.closed:
+            return
+        self.flush(self._last_flush_ms)
+        for segment in self.segments:
+            segment.close()
+        write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(self.log_start_offset,)])
+        self.epoch_cache.save()
+        write_checkpoint(self.directory / CLEAN_SHUTDOWN_FILE, [(self.log_end_offset,)])
+        self.closed = True
+        self.reap()
+
+    def delete(self) -> None:
+        """Remove the partition directory (maps still viewed close when released)."""
+        for segment in self.segments:
+            self._delete_segment(segment, "log deleted")
+        self.segments = []
+        self.closed = True
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def replace_segments(self, old: list[LogSegment], new: list[LogSegment]) -> None:
+        """Swap in rewritten (compacted) segments for `old`; used by the cleaner."""
+        first = self.segments.index(old[0])
+        assert self.segments[first : first + len(old)] == old
+        self.segments[first : first + len(old)] = new
+        self._bases = [segment.base_offset for segment in self.segments]
+        self.generation += 1
