@@ -181,6 +181,8 @@ def clean(job: CleanerJob) -> CleanerResult:
                         if kept is not None:
                             sink.write(kept)
                             result.bytes_after += len(kept)
+                            if isinstance(kept, memoryview):
+                                kept.release()  # the private map closes below
                     result.bytes_before += item.size_bytes
                 sink.flush()
                 os.fsync(sink.fileno())
