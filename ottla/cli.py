@@ -1,16 +1,23 @@
 """The `ottla` command line: `ottla serve`, `ottla --version`.
 
-The broker itself lands with the broker issue; until then `serve` says so and
-exits non-zero, so nobody mistakes it for a running broker.
+Startup problems an operator can fix (a bad setting, an unwritable data dir, a port
+in use) end with one line naming the setting and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from ottla import __version__
+
+__all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,15 +27,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ottla {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", help="run a broker")
+    serve = commands.add_parser("serve", help="run a broker")
+    serve.add_argument("--config", metavar="FILE", help="a server.properties-style file")
+    serve.add_argument(
+        "--override",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set a property (repeatable); wins over the file and the environment",
+    )
+    serve.add_argument("--data-dir", metavar="DIR", help="shortcut for log.dirs")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="shortcut for listeners")
     return parser
+
+
+def configure_logging(level: str, style: str) -> None:
+    """structlog: key=value on a terminal, JSON otherwise (or as `log.format` says)."""
+    json_output = style == "json" or (style == "auto" and not sys.stderr.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ottla.broker import Broker, StartupError  # noqa: PLC0415 - keep --version fast
+    from ottla.config import ConfigError, load_config  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config, args.override, args.data_dir, args.listen)
+    except ConfigError as error:
+        print(f"ottla: configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(str(config.get("log.level")), str(config.get("log.format")))
+
+    async def run() -> int:
+        broker = Broker(config)
+        try:
+            await broker.start()
+        except StartupError as error:
+            print(f"ottla: cannot start: {error}", file=sys.stderr)
+            await broker.stop()
+            return 2
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await broker.stop()
+        return 0
+
+    try:
+        import uvloop  # noqa: PLC0415
+
+        return int(uvloop.run(run()))
+    except ImportError:
+        return asyncio.run(run())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
-        print("ottla serve: the broker lands with the broker issue (#4).", file=sys.stderr)
-        return 2
-    build_parser().print_help()
+        return _serve(args)
+    parser.print_help()
     return 0

@@ -20,7 +20,7 @@ ALLOWED = {
     "protocol": set(),
     "storage": {"protocol"},
     "cluster": {"storage", "protocol"},
-    "broker": {"cluster", "storage", "protocol"},
+    "broker": {"cluster", "storage", "protocol", "config"},
 }
 IMPURE = {"asyncio", "socket", "time", "random", "threading", "selectors"}
 # Modules that must stay PURE (relative to ottla/); a directory means all of it.

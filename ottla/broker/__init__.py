@@ -1,3 +1,5 @@
-"""ottla.broker: see DESIGN.md section 1."""
+"""ottla.broker: the I/O shell — sockets, asyncio, handlers, partitions."""
 
-__all__: list[str] = []
+from ottla.broker.broker import Broker, StartupError
+
+__all__ = ["Broker", "StartupError"]

@@ -1,0 +1,352 @@
+"""The Broker: configuration, metadata, partitions and listeners wired together.
+
+Lifecycle:
+- `start()`: lock the data dir, read or write `meta.properties` (cluster id, node
+  id), replay the metadata log into the image, open every hosted partition, listen,
+  and start the timers (retention, producer-state snapshots).
+- `stop()`: stop accepting, let in-flight requests finish (bounded), flush and
+  close every log (each writes its clean-shutdown marker), close the metadata log.
+
+Handlers reach everything through this object (`broker.image`, `broker.replicas`,
+`broker.append_metadata(...)`), which owns the mutable state on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from ottla import __version__
+from ottla.broker.dispatch import Dispatcher
+from ottla.broker.fetch_sessions import FetchSessionCache
+from ottla.broker.partitions import Partition, ReplicaManager
+from ottla.broker.server import Connection, ConnectionLimits
+from ottla.cluster import (
+    Endpoint,
+    MetadataImage,
+    MetadataLog,
+    MetadataRecord,
+    ProducerIdsRecord,
+    RegisterBrokerRecord,
+    TopicImage,
+)
+from ottla.config import TOPIC_CONFIGS, BrokerConfig, ConfigError, parse_value
+from ottla.storage import LogConfig
+
+__all__ = ["Broker", "StartupError", "validate_topic_config"]
+
+log = structlog.get_logger("ottla.broker")
+
+PRODUCER_ID_BLOCK = 1000
+_SHUTDOWN_GRACE_S = 5.0
+
+
+class StartupError(Exception):
+    """Startup cannot proceed; the message is the one line the operator sees."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Broker:
+    """One ottla node (single voter until the cluster issue)."""
+
+    def __init__(self, config: BrokerConfig, clock: Callable[[], int] = now_ms) -> None:
+        self.config = config
+        self.clock = clock
+        self.node_id = config.node_id
+        self.data_dir = config.data_dir
+        self.cluster_id = ""
+        self.metadata: MetadataLog | None = None
+        self.replicas = ReplicaManager(self.data_dir)
+        self.fetch_sessions = FetchSessionCache(
+            int(config.get("max.incremental.fetch.session.cache.slots"))
+        )
+        self.dispatcher = Dispatcher(self)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[Connection] = set()
+        self._timers: list[asyncio.Task[None]] = []
+        self._lock_fd: int | None = None
+        self._next_producer_id = 0
+        self._producer_id_limit = 0
+        self.bound_ports: list[int] = []
+
+    # -- state accessors -------------------------------------------------------------
+
+    @property
+    def image(self) -> MetadataImage:
+        assert self.metadata is not None
+        return self.metadata.image
+
+    def append_metadata(self, records: list[MetadataRecord]) -> MetadataImage:
+        """Commit metadata records and bring hosted partitions in line with the image."""
+        assert self.metadata is not None
+        before = self.metadata.image
+        image = self.metadata.append(records, self.clock())
+        self._apply_image(before, image)
+        return image
+
+    def live_broker_ids(self) -> list[int]:
+        return sorted(b.broker_id for b in self.image.brokers.values() if not b.fenced)
+
+    def topic_properties(self, topic: TopicImage) -> dict[str, str]:
+        """Effective topic configs: broker defaults overlaid with the topic's own."""
+        properties = {name: self.config.topic_default(name) for name in TOPIC_CONFIGS}
+        properties.update(topic.configs)
+        return properties
+
+    def log_config(self, properties: dict[str, str]) -> LogConfig:
+        return LogConfig.from_properties(properties)
+
+    def allocate_producer_id(self) -> int:
+        """A fresh producer id, from blocks recorded in the metadata log."""
+        if self._next_producer_id >= self._producer_id_limit:
+            start = self.image.next_producer_id
+            self.append_metadata([ProducerIdsRecord(self.node_id, 0, start + PRODUCER_ID_BLOCK)])
+            self._next_producer_id = start
+            self._producer_id_limit = start + PRODUCER_ID_BLOCK
+        producer_id = self._next_producer_id
+        self._next_producer_id += 1
+        return producer_id
+
+    # -- startup ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._prepare_data_dir()
+        started = self.clock()
+        self.metadata = MetadataLog.open(self.data_dir, started)
+        self._register_self()
+        self._apply_image(MetadataImage(), self.image)
+        await self._listen()
+        self._timers.append(asyncio.create_task(self._retention_loop()))
+        log.info(
+            "broker_started",
+            version=__version__,
+            node_id=self.node_id,
+            listeners=",".join(
+                f"{lst.name}://{lst.host}:{p}"
+                for lst, p in zip(self.config.listeners, self.bound_ports, strict=True)
+            ),
+            data_dir=str(self.data_dir),
+            cluster_id=self.cluster_id,
+            partitions=len(self.replicas.partitions),
+        )
+
+    def _prepare_data_dir(self) -> None:
+        directory = self.data_dir
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise StartupError(
+                f"log.dirs: data directory {directory} is not writable: {error.strerror}"
+            ) from None
+        fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StartupError(
+                f"log.dirs: data directory {directory} is in use by another ottla process"
+            ) from None
+        self._lock_fd = fd
+        meta = directory / "meta.properties"
+        configured = self.config.get("cluster.id")
+        if meta.exists():
+            values = dict(
+                line.split("=", 1) for line in meta.read_text().splitlines() if "=" in line
+            )
+            self.cluster_id = values.get("cluster.id", "")
+            stored_node = values.get("node.id")
+            if stored_node is not None and int(stored_node) != self.node_id:
+                raise StartupError(
+                    f"node.id: {self.node_id} does not match node.id {stored_node} stored in {meta}"
+                )
+            if configured and configured != self.cluster_id:
+                raise StartupError(
+                    f"cluster.id: {configured} does not match cluster id {self.cluster_id} "
+                    f"of data directory {directory}"
+                )
+        else:
+            self.cluster_id = configured or _new_cluster_id()
+            temporary = meta.with_suffix(".tmp")
+            temporary.write_text(
+                f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.node_id}\n"
+            )
+            temporary.replace(meta)
+
+    def _register_self(self) -> None:
+        current = self.image.brokers.get(self.node_id)
+        endpoints = tuple(
+            Endpoint(lst.name, lst.host, lst.port) for lst in self.config.advertised_listeners
+        )
+        if current is not None and current.endpoints == tuple(
+            (e.name, e.host, e.port) for e in endpoints
+        ):
+            return
+        self.append_metadata(
+            [
+                RegisterBrokerRecord(
+                    broker_id=self.node_id,
+                    incarnation_id=uuid.uuid4(),
+                    broker_epoch=self.image.offset + 1,
+                    endpoints=endpoints,
+                )
+            ]
+        )
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        limits = ConnectionLimits(
+            max_frame_bytes=int(self.config.get("socket.request.max.bytes")),
+            in_flight_bytes_max=_in_flight_limit(self.config),
+        )
+        for listener in self.config.listeners:
+            try:
+                server = await loop.create_server(
+                    lambda: self._new_connection(limits),
+                    host=listener.host or None,
+                    port=listener.port,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+            except OSError as error:
+                raise StartupError(
+                    f"listeners: cannot listen on {listener.host}:{listener.port}: "
+                    f"{error.strerror or error}"
+                ) from None
+            self._servers.append(server)
+            sockets = server.sockets
+            self.bound_ports.append(sockets[0].getsockname()[1] if sockets else listener.port)
+
+    def _new_connection(self, limits: ConnectionLimits) -> Connection:
+        connection = Connection(
+            self.dispatcher.handle,
+            self.dispatcher.handle_unsupported,
+            limits,
+            on_close=self._connection_closed,
+        )
+        self._connections.add(connection)
+        return connection
+
+    def _connection_closed(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        self.fetch_sessions.connection_closed(connection)
+
+    # -- image application -----------------------------------------------------------
+
+    def _apply_image(self, before: MetadataImage, after: MetadataImage) -> None:
+        """Open partitions this node hosts; close and delete those of removed topics."""
+        for name, topic in before.topics_by_name.items():
+            current = after.topics_by_name.get(name)
+            if current is None or current.topic_id != topic.topic_id:
+                self.replicas.remove_topic(name)
+                log.info("topic_deleted", topic=name)
+        now = self.clock()
+        for name, topic in after.topics_by_name.items():
+            previous = before.topics_by_name.get(name)
+            if previous is topic:
+                continue
+            properties = self.topic_properties(topic)
+            try:
+                config = self.log_config(properties)
+            except ValueError as error:
+                log.error("topic_config_invalid", topic=name, error=str(error))
+                config = LogConfig()
+            for index, partition in topic.partitions.items():
+                if self.node_id not in partition.replicas:
+                    continue
+                self.replicas.open_partition(
+                    name, index, topic.topic_id, config, properties, partition.leader_epoch, now
+                )
+            if previous is None:
+                log.info("topic_created", topic=name, partitions=len(topic.partitions))
+
+    def partition(self, topic: str, index: int) -> Partition | None:
+        return self.replicas.get(topic, index)
+
+    # -- timers ----------------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        interval_s = int(self.config.get("log.retention.check.interval.ms")) / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            now = self.clock()
+            for partition in self.replicas:
+                try:
+                    deleted = partition.log.apply_retention(
+                        now, high_watermark=partition.high_watermark
+                    )
+                    partition.log.maybe_flush(now)
+                except Exception as error:  # a task boundary: log and carry on
+                    log.error("retention_failed", partition=partition.name, error=repr(error))
+                    continue
+                if deleted:
+                    log.info(
+                        "retention_deleted",
+                        partition=partition.name,
+                        segments=deleted,
+                        log_start_offset=partition.log_start_offset,
+                    )
+
+    # -- shutdown --------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in self._timers:
+            task.cancel()
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        while any(not c.idle for c in self._connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self._connections):
+            connection.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self.replicas.close()
+        if self.metadata is not None:
+            self.metadata.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("broker_stopped", node_id=self.node_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "cluster_id": self.cluster_id}
+
+
+def _in_flight_limit(config: BrokerConfig) -> int:
+    value = int(config.get("queued.max.request.bytes"))
+    return value if value > 0 else 100 * 1024 * 1024
+
+
+def _new_cluster_id() -> str:
+    """A cluster id in Kafka's form: a random UUID, URL-safe base64, 22 characters."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def validate_topic_config(name: str, value: str | None) -> str | None:
+    """Why (name, value) is not a valid topic config, or None (for the controller rules)."""
+    definition = TOPIC_CONFIGS.get(name)
+    if definition is None:
+        return f"Unknown topic config name: {name}"
+    if value is None:
+        return None
+    try:
+        parse_value(definition, value)
+    except ConfigError as error:
+        return f"Invalid value {value} for configuration {name}: {error}"
+    return None

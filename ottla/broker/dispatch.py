@@ -1,0 +1,91 @@
+"""Registry of handlers: api key -> handler, and the ApiVersions answer.
+
+Every API in `SUPPORTED_APIS` must have a handler here (checked at startup), so
+what ottla advertises is what it serves. ApiVersions lives here because it speaks
+for the registry itself:
+
+- a request at a version ottla does not know gets UNSUPPORTED_VERSION with the
+  supported ranges in a v0 body (KIP-511), so the client retries at a version we
+  list;
+- v3+ requests carry the client's software name and version, which must match
+  Kafka's pattern (else INVALID_REQUEST); they are kept on the connection.
+- the response carries no tagged fields (librdkafka 2.0.2 misreads them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ottla.broker.handlers import admin, fetch, metadata, offsets, produce, producer_ids
+from ottla.broker.server import Chunks, Connection, unsupported_error_body
+from ottla.protocol import (
+    SUPPORTED_APIS,
+    DecodedRequest,
+    ErrorCode,
+    UnsupportedRequest,
+    build_api_versions_response,
+    encode_response,
+)
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+
+__all__ = ["Dispatcher"]
+
+Handler = Callable[["Broker", Connection, DecodedRequest], Any]
+_SOFTWARE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+_API_VERSIONS = 18
+
+
+def handle_api_versions(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """ApiVersions v0-v4. See the module docstring for the rules."""
+    body = request.body
+    version = request.api_version
+    if version >= 3:
+        name = body.client_software_name
+        software_version = body.client_software_version
+        if not _SOFTWARE.fullmatch(name or "") or not _SOFTWARE.fullmatch(software_version or ""):
+            return build_api_versions_response(version, ErrorCode.invalid_request)
+        connection.state["client_software"] = (name, software_version)
+    return build_api_versions_response(version)
+
+
+HANDLERS: dict[int, Handler] = {
+    _API_VERSIONS: handle_api_versions,
+    0: produce.handle_produce,
+    1: fetch.handle_fetch,
+    2: offsets.handle_list_offsets,
+    3: metadata.handle_metadata,
+    19: admin.handle_create_topics,
+    20: admin.handle_delete_topics,
+    21: offsets.handle_delete_records,
+    22: producer_ids.handle_init_producer_id,
+    23: offsets.handle_offset_for_leader_epoch,
+    32: admin.handle_describe_configs,
+    33: admin.handle_alter_configs,
+    35: admin.handle_describe_log_dirs,
+    37: admin.handle_create_partitions,
+    44: admin.handle_incremental_alter_configs,
+    60: metadata.handle_describe_cluster,
+}
+
+
+class Dispatcher:
+    """Routes decoded requests to handlers bound to one broker."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        missing = [SUPPORTED_APIS[k].name for k in SUPPORTED_APIS if k not in HANDLERS]
+        assert not missing, f"advertised APIs without a handler: {missing}"
+
+    def handle(self, connection: Connection, request: DecodedRequest) -> Any:
+        return HANDLERS[request.header.api_key](self.broker, connection, request)
+
+    def handle_unsupported(self, unsupported: UnsupportedRequest) -> Chunks | None:
+        header = unsupported.header
+        if header.api_key == _API_VERSIONS:
+            body = build_api_versions_response(0, ErrorCode.unsupported_version)
+            return encode_response(header, body)
+        return unsupported_error_body(header)

@@ -1,0 +1,335 @@
+"""Fetch v4-v18: reads, long polls and incremental fetch sessions.
+
+Version notes: v7+ fetch sessions (KIP-227, see fetch_sessions.py); v9+
+current_leader_epoch fencing; v11+ rack_id (ignored: no follower fetching from
+replicas here); v12+ flexible, diverging epochs; v13+ topics by id; v15+
+replica_state replaces replica_id. Consumers (replica id -1) read up to the high
+watermark; isolation level read_committed is served as read_uncommitted until
+the transactions issue (no aborted transactions exist yet).
+
+Reads are zero-copy: each partition's records are a memoryview of its segment,
+held under a read lease released once the response is handed to the transport.
+Following Kafka (KIP-74): the first partition with data returns at least one whole
+batch even if it exceeds the byte limits; later ones respect the remaining budget.
+
+Long poll: when fewer than min_bytes are ready, the request waits on the
+partitions' "data arrived" futures or max_wait, whichever first, then reads again;
+a waiting fetch is answered as soon as data arrives (no polling). At most
+`DELAYED_FETCHES_MAX` fetches wait at once; beyond that they are answered at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ottla.broker.fetch_sessions import FetchSession, SessionPartition
+from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.broker.server import AfterSend
+from ottla.protocol import DecodedRequest, ErrorCode
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.server import Connection
+
+__all__ = ["handle_fetch"]
+
+DELAYED_FETCHES_MAX = 10_000
+_delayed = 0
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+@dataclass
+class _Read:
+    topic: str
+    topic_id: uuid.UUID
+    index: int
+    error_code: ErrorCode
+    high_watermark: int = -1
+    log_start_offset: int = -1
+    records: Any = None
+    lease: Any = None
+    size: int = 0
+
+
+def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    body = request.body
+    response_cls = response_type(request)
+    by_id = request.api_version >= 13
+    session_id = int(getattr(body, "session_id", 0))
+    epoch = int(getattr(body, "session_epoch", -1))
+    session: FetchSession | None = None
+    incremental = False
+    if session_id == 0 and epoch not in (-1, 0):
+        return _error(response_cls, ErrorCode.invalid_fetch_session_epoch)
+    if session_id != 0 and epoch == -1:
+        broker.fetch_sessions.remove(session_id)
+        session_id = 0
+    fetch_set: dict[tuple[str, int], SessionPartition] = {}
+    unknown: list[tuple[Any, int, ErrorCode]] = []
+    for topic in body.topics:
+        name = _topic_name(broker, topic, by_id)
+        for partition in topic.partitions:
+            state = SessionPartition(
+                int(partition.fetch_offset),
+                int(partition.partition_max_bytes),
+                int(getattr(partition, "current_leader_epoch", -1)),
+            )
+            if name is None:
+                unknown.append(
+                    (topic.topic_id, int(partition.partition), ErrorCode.unknown_topic_id)
+                )
+                continue
+            fetch_set[(name, int(partition.partition))] = state
+    if session_id != 0:
+        session, error = broker.fetch_sessions.lookup(session_id, epoch)
+        if session is None:
+            return _error(response_cls, error)
+        incremental = True
+        for key, state in fetch_set.items():
+            previous = session.partitions.get(key)
+            if previous is not None:
+                state.high_watermark = previous.high_watermark
+                state.log_start_offset = previous.log_start_offset
+            session.partitions[key] = state
+        for forgotten in getattr(body, "forgotten_topics_data", ()):
+            name = _topic_name(broker, forgotten, by_id)
+            for index in forgotten.partitions:
+                if name is not None:
+                    session.partitions.pop((name, int(index)), None)
+        session.epoch += 1
+        fetch_set = session.partitions
+    elif epoch == 0 and request.api_version >= 7:
+        session = broker.fetch_sessions.new_session(connection)
+        if session is not None:
+            session.partitions = fetch_set
+    max_wait_ms = max(0, int(body.max_wait.total_seconds() * 1000))
+    min_bytes = int(body.min_bytes)
+    max_bytes = int(getattr(body, "max_bytes", 2**31 - 1))
+    reads = _read_all(broker, fetch_set, max_bytes, incremental)
+    ready = sum(r.size for r in reads)
+    has_error = any(r.error_code is not ErrorCode.none for r in reads) or bool(unknown)
+    if ready >= min_bytes or max_wait_ms == 0 or has_error or _delayed >= DELAYED_FETCHES_MAX:
+        return _respond(request, session, reads, unknown, incremental)
+    return _long_poll(
+        broker,
+        request,
+        session,
+        fetch_set,
+        unknown,
+        incremental,
+        reads,
+        max_bytes,
+        min_bytes,
+        max_wait_ms,
+    )
+
+
+async def _long_poll(
+    broker: Broker,
+    request: DecodedRequest,
+    session: FetchSession | None,
+    fetch_set: dict[tuple[str, int], SessionPartition],
+    unknown: list[tuple[Any, int, ErrorCode]],
+    incremental: bool,
+    reads: list[_Read],
+    max_bytes: int,
+    min_bytes: int,
+    max_wait_ms: int,
+) -> Any:
+    global _delayed  # noqa: PLW0603
+    _delayed += 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_ms / 1000
+    try:
+        while True:
+            _release(reads)
+            waits = []
+            for topic, index in fetch_set:
+                partition = broker.partition(topic, index)
+                if partition is not None:
+                    waits.append((partition, partition.wait_data()))
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not waits:
+                for partition, future in waits:
+                    partition.forget_waiter(future)
+                break
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(_first(w for _, w in waits)), timeout=remaining
+                )
+            except TimeoutError:
+                pass
+            finally:
+                for partition, future in waits:
+                    partition.forget_waiter(future)
+                    future.cancel()
+            reads = _read_all(broker, fetch_set, max_bytes, incremental)
+            if sum(r.size for r in reads) >= min_bytes or loop.time() >= deadline:
+                return _respond(request, session, reads, unknown, incremental)
+        reads = _read_all(broker, fetch_set, max_bytes, incremental)
+        return _respond(request, session, reads, unknown, incremental)
+    finally:
+        _delayed -= 1
+
+
+def _first(futures: Any) -> asyncio.Future[Any]:
+    return asyncio.ensure_future(asyncio.wait(list(futures), return_when=asyncio.FIRST_COMPLETED))
+
+
+def _topic_name(broker: Broker, topic: Any, by_id: bool) -> str | None:
+    if by_id:
+        image = broker.image.topics_by_id.get(topic.topic_id)
+        return image.name if image else None
+    return str(topic.topic)
+
+
+def _read_all(
+    broker: Broker,
+    fetch_set: dict[tuple[str, int], SessionPartition],
+    max_bytes: int,
+    incremental: bool,
+) -> list[_Read]:
+    reads = []
+    budget = max_bytes
+    first = True
+    for (topic, index), state in fetch_set.items():
+        image = broker.image.topic(topic)
+        topic_id = image.topic_id if image else _ZERO_UUID
+        partition = broker.partition(topic, index)
+        if partition is None:
+            code = (
+                ErrorCode.not_leader_or_follower
+                if image is not None and index in image.partitions
+                else ErrorCode.unknown_topic_or_partition
+            )
+            reads.append(_Read(topic, topic_id, index, code))
+            continue
+        read = _Read(
+            topic,
+            topic_id,
+            index,
+            ErrorCode.none,
+            partition.high_watermark,
+            partition.log_start_offset,
+        )
+        reads.append(read)
+        if state.current_leader_epoch >= 0 and state.current_leader_epoch != partition.leader_epoch:
+            read.error_code = (
+                ErrorCode.fenced_leader_epoch
+                if state.current_leader_epoch < partition.leader_epoch
+                else ErrorCode.unknown_leader_epoch
+            )
+            continue
+        offset = state.fetch_offset
+        if offset < partition.log_start_offset or offset > partition.log_end_offset:
+            read.error_code = ErrorCode.offset_out_of_range
+            continue
+        if offset >= read.high_watermark or (budget <= 0 and not first):
+            continue
+        limit = min(state.max_bytes, budget) if not first else state.max_bytes
+        lease = partition.read(offset, max(limit, 0), min_one_batch=first)
+        if lease is not None:
+            read.lease = lease
+            read.records = lease.records
+            read.size = lease.records.nbytes
+            budget -= read.size
+            first = False
+    return reads
+
+
+def _release(reads: list[_Read]) -> None:
+    for read in reads:
+        if read.lease is not None:
+            read.records = None
+            with contextlib.suppress(Exception):
+                read.lease.release()
+            read.lease = None
+
+
+def _respond(
+    request: DecodedRequest,
+    session: FetchSession | None,
+    reads: list[_Read],
+    unknown: list[tuple[Any, int, ErrorCode]],
+    incremental: bool,
+) -> Any:
+    module = response_module(request)
+    by_id = request.api_version >= 13
+    topics: dict[Any, list[Any]] = {}
+    for read in reads:
+        if incremental and session is not None:
+            state = session.partitions.get((read.topic, read.index))
+            changed = (
+                read.size > 0
+                or read.error_code is not ErrorCode.none
+                or state is None
+                or state.high_watermark != read.high_watermark
+                or state.log_start_offset != read.log_start_offset
+            )
+            if state is not None:
+                state.high_watermark = read.high_watermark
+                state.log_start_offset = read.log_start_offset
+            if not changed:
+                continue
+        elif session is not None:
+            state = session.partitions.get((read.topic, read.index))
+            if state is not None:
+                state.high_watermark = read.high_watermark
+                state.log_start_offset = read.log_start_offset
+        key = read.topic_id if by_id else read.topic
+        topics.setdefault(key, []).append(
+            make(
+                module.PartitionData,
+                partition_index=read.index,
+                error_code=read.error_code,
+                high_watermark=read.high_watermark,
+                last_stable_offset=read.high_watermark,
+                log_start_offset=read.log_start_offset,
+                aborted_transactions=None if read.error_code is ErrorCode.none else (),
+                preferred_read_replica=-1,
+                records=read.records if read.records is not None else b"",
+            )
+        )
+    for topic_id, index, code in unknown:
+        topics.setdefault(topic_id, []).append(
+            make(
+                module.PartitionData,
+                partition_index=index,
+                error_code=code,
+                high_watermark=-1,
+                last_stable_offset=-1,
+                log_start_offset=-1,
+                aborted_transactions=None,
+                preferred_read_replica=-1,
+                records=b"",
+            )
+        )
+    responses = tuple(
+        make(
+            module.FetchableTopicResponse,
+            topic=key if not by_id else None,
+            topic_id=key if by_id else None,
+            partitions=tuple(partitions),
+        )
+        for key, partitions in topics.items()
+    )
+    body = make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        session_id=session.session_id if session is not None else 0,
+        responses=responses,
+    )
+    if any(r.lease is not None for r in reads):
+        return AfterSend(body, lambda: _release(reads))
+    return body
+
+
+def _error(response_cls: Any, code: ErrorCode) -> Any:
+    return make(
+        response_cls, throttle_time=NO_THROTTLE, error_code=code, session_id=0, responses=()
+    )

@@ -1,0 +1,173 @@
+"""ListOffsets v1-v10, DeleteRecords v0-v2, OffsetForLeaderEpoch v2-v4.
+
+ListOffsets timestamps: -2 earliest (log start offset), -1 latest (high watermark;
+the last stable offset for read_committed), -3 max timestamp (KIP-734: the batch
+with the largest timestamp), -4 earliest local (the log start here: no tiered
+storage), -5 earliest pending upload (none: -1); otherwise the first offset whose
+timestamp is >= the given one, or -1/-1 when none is.
+
+DeleteRecords moves the log start offset (-1 means the high watermark);
+an offset above the high watermark is OFFSET_OUT_OF_RANGE.
+
+OffsetForLeaderEpoch answers (epoch, end offset) from the leader-epoch cache:
+the end offset of the largest epoch <= the requested one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.protocol import DecodedRequest, ErrorCode
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.partitions import Partition
+    from ottla.broker.server import Connection
+
+__all__ = ["handle_delete_records", "handle_list_offsets", "handle_offset_for_leader_epoch"]
+
+EARLIEST = -2
+LATEST = -1
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+EARLIEST_PENDING_UPLOAD = -5
+
+
+def _lookup(broker: Broker, topic: str, index: int) -> tuple[Partition | None, ErrorCode]:
+    partition = broker.partition(topic, index)
+    if partition is not None:
+        return partition, ErrorCode.none
+    image = broker.image.topic(topic)
+    if image is not None and index in image.partitions:
+        return None, ErrorCode.not_leader_or_follower
+    return None, ErrorCode.unknown_topic_or_partition
+
+
+def _epoch_error(partition: Partition, current_leader_epoch: int) -> ErrorCode:
+    if current_leader_epoch < 0 or current_leader_epoch == partition.leader_epoch:
+        return ErrorCode.none
+    if current_leader_epoch < partition.leader_epoch:
+        return ErrorCode.fenced_leader_epoch
+    return ErrorCode.unknown_leader_epoch
+
+
+def handle_list_offsets(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    module = response_module(request)
+    topics = []
+    for topic in request.body.topics:
+        partitions = []
+        for item in topic.partitions:
+            index = int(item.partition_index)
+            partition, code = _lookup(broker, topic.name, index)
+            offset, timestamp, epoch = -1, -1, -1
+            if partition is not None:
+                code = _epoch_error(partition, int(getattr(item, "current_leader_epoch", -1)))
+            if partition is not None and code is ErrorCode.none:
+                offset, timestamp, epoch = _list_offset(partition, int(item.timestamp))
+            partitions.append(
+                make(
+                    module.ListOffsetsPartitionResponse,
+                    partition_index=index,
+                    error_code=code,
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=epoch,
+                )
+            )
+        topics.append(
+            make(module.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions))
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+def _list_offset(partition: Partition, timestamp: int) -> tuple[int, int, int]:
+    """(offset, timestamp, leader epoch) answering a ListOffsets query."""
+    epoch = partition.leader_epoch
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
+        return (
+            partition.log_start_offset,
+            -1,
+            partition.epoch_for_offset(partition.log_start_offset),
+        )
+    if timestamp == LATEST:
+        return partition.high_watermark, -1, epoch
+    if timestamp == EARLIEST_PENDING_UPLOAD:
+        return -1, -1, -1
+    if timestamp == MAX_TIMESTAMP:
+        found = partition.max_timestamp_offset()
+        if found is None:
+            return -1, -1, -1
+        offset, max_timestamp = found
+        return offset, max_timestamp, partition.epoch_for_offset(offset)
+    if timestamp < 0:
+        return -1, -1, -1
+    found = partition.log.offset_for_timestamp(timestamp)
+    if found is None or found[0] >= partition.high_watermark:
+        return -1, -1, -1
+    return found[0], found[1], partition.epoch_for_offset(found[0])
+
+
+def handle_delete_records(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    module = response_module(request)
+    topics = []
+    for topic in request.body.topics:
+        results = []
+        for item in topic.partitions:
+            index = int(item.partition_index)
+            partition, code = _lookup(broker, topic.name, index)
+            low_watermark = -1
+            if partition is not None:
+                offset = int(item.offset)
+                if offset == -1:
+                    offset = partition.high_watermark
+                if offset < 0 or offset > partition.high_watermark:
+                    code = ErrorCode.offset_out_of_range
+                else:
+                    if offset > partition.log_start_offset:
+                        partition.log.advance_start_offset(offset)
+                    low_watermark = partition.log_start_offset
+            results.append(
+                make(
+                    module.DeleteRecordsPartitionResult,
+                    partition_index=index,
+                    low_watermark=low_watermark,
+                    error_code=code,
+                )
+            )
+        topics.append(
+            make(module.DeleteRecordsTopicResult, name=topic.name, partitions=tuple(results))
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+def handle_offset_for_leader_epoch(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    module = response_module(request)
+    topics = []
+    for topic in request.body.topics:
+        results = []
+        for item in topic.partitions:
+            index = int(item.partition)
+            partition, code = _lookup(broker, topic.topic, index)
+            epoch, end_offset = -1, -1
+            if partition is not None:
+                code = _epoch_error(partition, int(getattr(item, "current_leader_epoch", -1)))
+                if code is ErrorCode.none:
+                    epoch, end_offset = partition.log.epoch_cache.end_offset_for(
+                        int(item.leader_epoch), partition.log_end_offset
+                    )
+            results.append(
+                make(
+                    module.EpochEndOffset,
+                    error_code=code,
+                    partition=index,
+                    leader_epoch=epoch,
+                    end_offset=end_offset,
+                )
+            )
+        topics.append(
+            make(module.OffsetForLeaderTopicResult, topic=topic.topic, partitions=tuple(results))
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))

@@ -1,0 +1,112 @@
+"""Produce v3-v13 (advertised from v0; v0-v2 answered UNSUPPORTED_VERSION).
+
+Version notes: v13 names topics by id; v8+ has record_errors and error_message;
+v5+ log_start_offset; v2+ log_append_time (ms, as a datetime in kio; -1 -> None).
+
+The records of each partition stay bytes: `Partition.append_records` validates
+each batch header and CRC and appends it, O(1) Python work per batch. acks=0 gets
+no response; acks=1 and acks=-1 are answered after the local append (one replica:
+the high watermark is the log end offset; replication makes acks=-1 wait).
+Produce to an unknown topic auto-creates it when `auto.create.topics.enable`.
+Transactional produce lands with the transactions issue: its batches are appended
+as they are, visible to read_uncommitted consumers.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.broker.partitions import AppendOutcome
+from ottla.cluster import INTERNAL_TOPICS, validate_topic_name
+from ottla.protocol import DecodedRequest, ErrorCode
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.server import Connection
+
+__all__ = ["handle_produce"]
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _timestamp(ms: int) -> datetime.datetime | None:
+    return None if ms < 0 else _EPOCH + datetime.timedelta(milliseconds=ms)
+
+
+def handle_produce(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    body = request.body
+    module = response_module(request)
+    acks = int(body.acks)
+    now = broker.clock()
+    by_id = request.api_version >= 13
+    if acks not in (-1, 0, 1):
+        outcome_for_all: AppendOutcome | None = AppendOutcome(
+            ErrorCode.invalid_required_acks, f"Invalid required acks {acks}"
+        )
+    else:
+        outcome_for_all = None
+    missing = [
+        t.name
+        for t in body.topic_data
+        if not by_id and broker.image.topic(t.name) is None and validate_topic_name(t.name) is None
+    ]
+    if missing and outcome_for_all is None and broker.config.get("auto.create.topics.enable"):
+        from ottla.broker.handlers.admin import auto_create_topics  # noqa: PLC0415
+
+        auto_create_topics(broker, [name for name in missing if name not in INTERNAL_TOPICS])
+    topics = []
+    for topic_data in body.topic_data:
+        if by_id:
+            topic = broker.image.topics_by_id.get(topic_data.topic_id)
+            name = topic.name if topic else None
+        else:
+            name = topic_data.name
+            topic = broker.image.topic(name)
+        partitions = []
+        for partition_data in topic_data.partition_data:
+            index = int(partition_data.index)
+            if outcome_for_all is not None:
+                outcome = outcome_for_all
+            elif topic is None and name is not None and validate_topic_name(name) is not None:
+                outcome = AppendOutcome(ErrorCode.invalid_topic_exception, "Invalid topic name")
+            elif topic is None:
+                code = ErrorCode.unknown_topic_id if by_id else ErrorCode.unknown_topic_or_partition
+                outcome = AppendOutcome(code, "This server does not host this topic-partition.")
+            else:
+                partition = broker.partition(topic.name, index)
+                if partition is None:
+                    outcome = AppendOutcome(
+                        ErrorCode.unknown_topic_or_partition
+                        if index not in topic.partitions
+                        else ErrorCode.not_leader_or_follower,
+                        "This server does not host this topic-partition.",
+                    )
+                elif partition_data.records is None:
+                    outcome = AppendOutcome(ErrorCode.invalid_record, "Null records")
+                else:
+                    outcome = partition.append_records(partition_data.records, now)
+            partitions.append(
+                make(
+                    module.PartitionProduceResponse,
+                    index=index,
+                    error_code=outcome.error_code,
+                    base_offset=outcome.base_offset,
+                    log_append_time=_timestamp(outcome.log_append_time_ms),
+                    log_start_offset=outcome.log_start_offset,
+                    record_errors=(),
+                    error_message=outcome.error_message,
+                )
+            )
+        topics.append(
+            make(
+                module.TopicProduceResponse,
+                name=topic_data.name if not by_id else None,
+                topic_id=topic_data.topic_id if by_id else None,
+                partition_responses=tuple(partitions),
+            )
+        )
+    if acks == 0:
+        return None
+    return make(response_type(request), responses=tuple(topics), throttle_time=NO_THROTTLE)

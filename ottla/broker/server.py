@@ -1,0 +1,310 @@
+"""The asyncio server: one `asyncio.BufferedProtocol` per connection.
+
+The request pipeline of DESIGN.md section 3:
+
+1. Bytes arrive straight into the connection's `FrameDecoder` buffers
+   (`get_buffer`/`buffer_updated`: a large produce frame is received into its own
+   bytearray, no intermediate copy).
+2. Each complete frame is decoded and handed to its handler at once, in arrival
+   order, so the synchronous part of handlers (a produce's append) runs in request
+   order. A handler may finish later (a long-poll fetch, acks=all).
+3. Responses leave in request order (Kafka clients match them by position as well
+   as correlation id): a per-connection queue of response slots is flushed from its
+   head as slots complete.
+
+Limits (house rule 6): a frame over `socket.request.max.bytes` closes that
+connection; when the bytes of requests buffered or awaiting their response exceed
+`queued.max.request.bytes` (default 100 MiB) or the transport's write buffer is
+full, reading pauses until they drain. A frame that cannot be parsed at all closes
+the connection with a log line; every other bad request gets a Kafka error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from ottla.protocol import (
+    DecodedRequest,
+    ErrorCode,
+    FrameDecoder,
+    ProtocolError,
+    RequestHeader,
+    UnsupportedRequest,
+    decode_request,
+    encode_response,
+    encode_response_header,
+    frame_size_prefix,
+)
+
+__all__ = ["AfterSend", "Connection", "ConnectionLimits", "RequestHandler"]
+
+log = structlog.get_logger("ottla.server")
+
+Chunks = list[bytes | bytearray | memoryview]
+# A handler returns the response body (kio entity), or an awaitable of it, or
+# None for requests that get no response (acks=0 produce).
+RequestHandler = Callable[["Connection", DecodedRequest], Any]
+UnsupportedHandler = Callable[[UnsupportedRequest], Chunks | None]
+
+
+class AfterSend:
+    """A response body plus what to do once its bytes are handed to the transport.
+
+    Fetch uses it to release the read leases of log segments whose memoryviews the
+    response carries (house rule 5: no view outlives its lease).
+    """
+
+    __slots__ = ("body", "callback")
+
+    def __init__(self, body: Any, callback: Callable[[], None]) -> None:
+        self.body = body
+        self.callback = callback
+
+
+class ConnectionLimits:
+    """The named limits of one connection."""
+
+    __slots__ = ("in_flight_bytes_max", "max_frame_bytes")
+
+    def __init__(self, max_frame_bytes: int, in_flight_bytes_max: int) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.in_flight_bytes_max = in_flight_bytes_max
+
+
+class _Slot:
+    """One request's place in the response order."""
+
+    __slots__ = ("after_send", "chunks", "done", "size")
+
+    def __init__(self, size: int) -> None:
+        self.chunks: Chunks | None = None
+        self.done = False
+        self.size = size
+        self.after_send: Callable[[], None] | None = None
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One client connection: frames in, handlers called, responses out in order."""
+
+    def __init__(
+        self,
+        handle: RequestHandler,
+        handle_unsupported: UnsupportedHandler,
+        limits: ConnectionLimits,
+        on_close: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self._handle = handle
+        self._handle_unsupported = handle_unsupported
+        self._limits = limits
+        self._on_close = on_close
+        self._decoder = FrameDecoder(limits.max_frame_bytes)
+        self._slots: collections.deque[_Slot] = collections.deque()
+        self._slot_bytes = 0
+        self._transport: asyncio.Transport | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._closing = False
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.peer = "?"
+        self.client_id: str | None = None
+        # Per-connection state handlers may keep (client software name, fetch session).
+        self.state: dict[str, Any] = {}
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        log.info("connection_opened", peer=self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for slot in self._slots:
+            if slot.after_send is not None:
+                slot.after_send()
+        self._slots.clear()
+        log.info("connection_closed", peer=self.peer, error=str(exc) if exc else None)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self._decoder.buffer_updated(nbytes)
+        except ProtocolError as error:
+            self._abort("bad_frame", error)
+            return
+        self._drain_frames()
+
+    def eof_received(self) -> bool:
+        # Half-closed by the client: finish pending responses, then close.
+        if not self._slots and self._transport is not None:
+            self._transport.close()
+        return True
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    # -- request pipeline ----------------------------------------------------------------
+
+    def _drain_frames(self) -> None:
+        while not self._closing:
+            frame = self._decoder.next_frame()
+            if frame is None:
+                break
+            self._dispatch(frame)
+        self._update_reading()
+
+    def _dispatch(self, frame: bytes | bytearray) -> None:
+        try:
+            request = decode_request(frame)
+        except UnsupportedRequest as unsupported:
+            log.info(
+                "unsupported_request",
+                peer=self.peer,
+                api_key=unsupported.header.api_key,
+                api_version=unsupported.header.api_version,
+                reason=str(unsupported),
+            )
+            chunks = self._handle_unsupported(unsupported)
+            if chunks is None:
+                self._abort("unsupported_request", unsupported)
+                return
+            slot = self._new_slot(len(frame))
+            self._complete(slot, chunks)
+            return
+        except ProtocolError as error:
+            self._abort("malformed_request", error)
+            return
+        if request.header.client_id is not None:
+            self.client_id = request.header.client_id
+        slot = self._new_slot(len(frame))
+        try:
+            result = self._handle(self, request)
+        except Exception as error:
+            self._handler_failed(request, error)
+            return
+        if isinstance(result, Awaitable):
+            future = asyncio.ensure_future(result)
+            self._tasks.add(future)
+            future.add_done_callback(lambda f: self._finish_async(slot, request, f))
+            return
+        self._respond(slot, request, result)
+
+    def _new_slot(self, size: int) -> _Slot:
+        slot = _Slot(size)
+        self._slots.append(slot)
+        self._slot_bytes += size
+        return slot
+
+    def _finish_async(self, slot: _Slot, request: DecodedRequest, future: Any) -> None:
+        self._tasks.discard(future)
+        if future.cancelled() or self._closing:
+            return
+        error = future.exception()
+        if error is not None:
+            self._handler_failed(request, error)
+            return
+        self._respond(slot, request, future.result())
+
+    def _respond(self, slot: _Slot, request: DecodedRequest, body: Any) -> None:
+        if isinstance(body, AfterSend):
+            slot.after_send = body.callback
+            body = body.body
+        if body is None:  # no response (acks=0)
+            self._complete(slot, [])
+            return
+        try:
+            chunks = encode_response(request.header, body)
+        except Exception as error:
+            self._handler_failed(request, error)
+            return
+        self._complete(slot, chunks)
+
+    def _handler_failed(self, request: DecodedRequest, error: BaseException) -> None:
+        # A handler bug must not take the broker down: log it and drop this
+        # connection (the client reconnects and retries).
+        log.error(
+            "handler_failed",
+            peer=self.peer,
+            api=request.spec.name,
+            api_version=request.api_version,
+            error=repr(error),
+            exc_info=error,
+        )
+        self._abort("handler_failed", error)
+
+    def _complete(self, slot: _Slot, chunks: Chunks) -> None:
+        slot.chunks = chunks
+        slot.done = True
+        transport = self._transport
+        while self._slots and self._slots[0].done:
+            head = self._slots.popleft()
+            self._slot_bytes -= head.size
+            if head.chunks and transport is not None and not self._closing:
+                transport.writelines(head.chunks)
+            head.chunks = None
+            if head.after_send is not None:
+                head.after_send()
+                head.after_send = None
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        busy = (
+            self._writing_paused
+            or self._slot_bytes + self._decoder.buffered_bytes > self._limits.in_flight_bytes_max
+        )
+        if busy and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        elif not busy and self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def _abort(self, event: str, error: BaseException) -> None:
+        code = error.error_code.name if isinstance(error, ProtocolError) else None
+        log.warning(event, peer=self.peer, error=str(error), error_code=code)
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        """Close after pending responses are written (graceful shutdown)."""
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def idle(self) -> bool:
+        """No request waiting for its response."""
+        return not self._slots
+
+
+def unsupported_error_body(header: RequestHeader) -> Chunks:
+    """Framed response of a request whose API has no decodable schema here.
+
+    Only the correlation id and the UNSUPPORTED_VERSION error code (an int16), the
+    shape Kafka's error responses start with; clients that sent an API the broker
+    never advertised get a clear error instead of a silent close.
+    """
+    body = encode_response_header(header.correlation_id, 0) + int(
+        ErrorCode.unsupported_version
+    ).to_bytes(2, "big", signed=True)
+    return [frame_size_prefix(len(body)), body]

@@ -1,0 +1,1 @@
+"""The controller: pure rules turning admin requests into metadata records."""

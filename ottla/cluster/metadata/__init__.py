@@ -1,0 +1,1 @@
+"""Metadata records and the immutable image built from them."""
