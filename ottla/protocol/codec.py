@@ -44,7 +44,17 @@ __all__ = [
 
 # Writes at least this large are kept by reference instead of copied.
 _REFERENCE_BYTES_MIN = 8192
-_DECODE_ERRORS = (SerialError, ValueError, OverflowError, UnicodeError, IndexError, TypeError)
+# kio raises KeyError for a tagged field its schema does not know. Kafka would skip
+# it (KIP-482); ottla answers INVALID_REQUEST until kio can skip unknown tags.
+_DECODE_ERRORS = (
+    SerialError,
+    ValueError,
+    OverflowError,
+    UnicodeError,
+    IndexError,
+    TypeError,
+    KeyError,
+)
 
 
 @dataclass(frozen=True, slots=True)
