@@ -84,6 +84,13 @@ class BrokerProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+def start_broker(directory: Path, *overrides: str) -> BrokerProcess:
+    """Start a broker in `directory` (for module-scoped fixtures shared by tests)."""
+    broker = BrokerProcess(directory / "data", free_port(), list(overrides))
+    broker.start()
+    return broker
+
+
 @pytest.fixture
 def broker_factory(tmp_path: Path) -> Iterator[type[BrokerProcess] | object]:
     started: list[BrokerProcess] = []
