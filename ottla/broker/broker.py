@@ -2,7 +2,8 @@
 
 Lifecycle:
 - `start()`: lock the data dir, read or write `meta.properties` (cluster id, node
-  id), replay the metadata log into the image, open every hosted partition, listen,
+  id), bind the listeners (a port in use fails before any log is opened), replay
+  the metadata log into the image, open every hosted partition, start serving,
   and start the timers (retention, producer-state snapshots).
 - `stop()`: stop accepting, let in-flight requests finish (bounded), flush and
   close every log (each writes its clean-shutdown marker), close the metadata log.
@@ -123,11 +124,14 @@ class Broker:
 
     async def start(self) -> None:
         self._prepare_data_dir()
+        # Bind before opening any log: a port in use ends startup with its one line.
+        await self._listen()
         started = self.clock()
         self.metadata = MetadataLog.open(self.data_dir, started)
         self._register_self()
         self._apply_image(MetadataImage(), self.image)
-        await self._listen()
+        for server in self._servers:
+            await server.start_serving()
         self._timers.append(asyncio.create_task(self._retention_loop()))
         log.info(
             "broker_started",
@@ -221,6 +225,7 @@ class Broker:
                     port=listener.port,
                     reuse_address=True,
                     backlog=1024,
+                    start_serving=False,
                 )
             except OSError as error:
                 raise StartupError(
@@ -304,6 +309,7 @@ class Broker:
     # -- shutdown --------------------------------------------------------------------
 
     async def stop(self) -> None:
+        opened = self.metadata is not None  # else startup failed and said why
         for server in self._servers:
             server.close()
         for task in self._timers:
@@ -322,7 +328,8 @@ class Broker:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        log.info("broker_stopped", node_id=self.node_id)
+        if opened:
+            log.info("broker_stopped", node_id=self.node_id)
 
     def describe(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "cluster_id": self.cluster_id}
