@@ -3,8 +3,8 @@
 Sources, later ones winning: built-in defaults (a laptop: 127.0.0.1:9092,
 `./ottla-data`), a `server.properties`-style file (`--config FILE`), environment
 variables (`OTTLA_LOG_DIRS` for `log.dirs`: upper case, dots and dashes become
-underscores), `--override key=value`, and the shortcuts `--data-dir DIR` and
-`--listen HOST:PORT`.
+underscores), the shortcuts `--data-dir DIR` and `--listen HOST:PORT` (which also
+resets `advertised.listeners` to it), and `--override key=value`.
 
 Every property is declared once in `BROKER_CONFIGS` with its type, default and
 validator; a bad value raises `ConfigError` whose message names the property, and
@@ -518,11 +518,6 @@ def load_config(
             raise ConfigError(f"--config: cannot read {config_file}: {error.strerror}") from None
         values.update(parse_properties(text, config_file))
     values.update(env_overrides(os.environ if environ is None else environ))
-    for item in overrides:
-        key, separator, value = item.partition("=")
-        if not separator or not key.strip():
-            raise ConfigError(f"--override: expected key=value, got {item!r}")
-        values[key.strip()] = value.strip()
     if data_dir is not None:
         values["log.dirs"] = data_dir
     if listen is not None:
@@ -531,4 +526,9 @@ def load_config(
             raise ConfigError(f"--listen: expected HOST:PORT, got {listen!r}")
         values["listeners"] = f"PLAINTEXT://{listen}"
         values.pop("advertised.listeners", None)
+    for item in overrides:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--override: expected key=value, got {item!r}")
+        values[key.strip()] = value.strip()
     return BrokerConfig(values)
