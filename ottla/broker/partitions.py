@@ -242,11 +242,9 @@ class Partition:
                 best = (batch.base_offset, batch.max_timestamp)
         return best
 
-    def wait_data(self) -> asyncio.Future[None]:
-        """A future resolved when the next batch is appended."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def add_waiter(self, future: asyncio.Future[None]) -> None:
+        """Resolve `future` when the next batch is appended (a delayed fetch waits on it)."""
         self._waiters.append(future)
-        return future
 
     def _wake_waiters(self) -> None:
         if not self._waiters:
@@ -256,7 +254,7 @@ class Partition:
             if not future.done():
                 future.set_result(None)
 
-    def forget_waiter(self, future: asyncio.Future[None]) -> None:
+    def remove_waiter(self, future: asyncio.Future[None]) -> None:
         with contextlib.suppress(ValueError):
             self._waiters.remove(future)
 

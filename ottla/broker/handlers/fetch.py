@@ -140,44 +140,32 @@ async def _long_poll(
     min_bytes: int,
     max_wait_ms: int,
 ) -> Any:
-    global _delayed  # noqa: PLW0603
+    """Wait for data on any fetched partition (or max_wait), then read again."""
+    global _delayed  # noqa: PLW0603 - one counter for the whole process
     _delayed += 1
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_ms / 1000
     try:
         while True:
             _release(reads)
-            waits = []
-            for topic, index in fetch_set:
-                partition = broker.partition(topic, index)
-                if partition is not None:
-                    waits.append((partition, partition.wait_data()))
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not waits:
-                for partition, future in waits:
-                    partition.forget_waiter(future)
-                break
+            arrived: asyncio.Future[None] = loop.create_future()
+            partitions = [
+                p for p in (broker.partition(t, i) for t, i in fetch_set) if p is not None
+            ]
+            for partition in partitions:
+                partition.add_waiter(arrived)
             try:
-                await asyncio.wait_for(
-                    asyncio.shield(_first(w for _, w in waits)), timeout=remaining
-                )
+                await asyncio.wait_for(arrived, deadline - loop.time())
             except TimeoutError:
                 pass
             finally:
-                for partition, future in waits:
-                    partition.forget_waiter(future)
-                    future.cancel()
+                for partition in partitions:
+                    partition.remove_waiter(arrived)
             reads = _read_all(broker, fetch_set, max_bytes, incremental)
             if sum(r.size for r in reads) >= min_bytes or loop.time() >= deadline:
                 return _respond(request, session, reads, unknown, incremental)
-        reads = _read_all(broker, fetch_set, max_bytes, incremental)
-        return _respond(request, session, reads, unknown, incremental)
     finally:
         _delayed -= 1
-
-
-def _first(futures: Any) -> asyncio.Future[Any]:
-    return asyncio.ensure_future(asyncio.wait(list(futures), return_when=asyncio.FIRST_COMPLETED))
 
 
 def _topic_name(broker: Broker, topic: Any, by_id: bool) -> str | None:
