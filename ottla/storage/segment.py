@@ -5,7 +5,8 @@ Rules of a segment's life (the owner thread makes every transition):
     state    | how it gets there                      | its `.log` file and map
     ---------+----------------------------------------+---------------------------------
     active   | created, or the last one after opening | preallocated to `segment.bytes`
-             |                                        | (sparse), mapped writable
+             |                                        | (sparse), mapped; appended with
+             |                                        | `pwritev` through its descriptor
     sealed   | `seal()` on roll or close              | trimmed to its data, fsynced;
              |                                        | mapped read-only on demand
     deleted  | `delete_files()`                       | unlinked; map closed once no
@@ -51,8 +52,8 @@ _log = structlog.get_logger()
 PREFIX: Final = struct.Struct(">qiibIhi")
 _INT64: Final = struct.Struct(">q")
 _INT32: Final = struct.Struct(">i")
-_PAGE_BYTES: Final = mmap.ALLOCATIONGRANULARITY
 _ZERO_CHUNK_BYTES: Final = 1024 * 1024
+_IOV_MAX: Final = 1024
 
 
 class CorruptSegmentError(ProtocolError):
@@ -134,6 +135,18 @@ class ReadLease:
         self.release()
 
 
+def _rest_after(vectors: list[memoryview | bytes], written: int) -> list[memoryview | bytes]:
+    """What remains of `vectors` after a (short) write of `written` bytes."""
+    consumed = 0
+    while consumed < len(vectors) and written >= len(vectors[consumed]):
+        written -= len(vectors[consumed])
+        consumed += 1
+    rest = vectors[consumed:]
+    if written:
+        rest[0] = memoryview(rest[0])[written:]
+    return rest
+
+
 class LogSegment:
     """Batches from `base_offset` on, in `<base_offset:020d>.log` (+ indexes)."""
 
@@ -160,6 +173,8 @@ class LogSegment:
         self.verified_bytes = 0
         """Prefix whose batches were CRC-checked since opening (never re-checked)."""
         self.flushed_bytes = 0
+        self._fd: int | None = None
+        """Open while active: appends are `pwritev` calls (see `write_batches`)."""
         self._map: mmap.mmap | None = None
         self._map_writable = False
         self._capacity = 0
@@ -257,8 +272,11 @@ class LogSegment:
                 os.ftruncate(fd, capacity)
             capacity = max(capacity, file_bytes)
             new_map = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._close_fd()
+        self._fd = fd
         self._retire_map()
         self._map, self._map_writable, self._capacity = new_map, True, capacity
         self.budget.forget(self)
@@ -334,17 +352,85 @@ class LogSegment:
 
     # -- appending ----------------------------------------------------------------------
 
-    def write(self, data: bytes | bytearray | memoryview, position: int) -> None:
-        """Copy `data` into the map at `position` (beyond `size`, so invisible yet)."""
-        assert self.active and self._map is not None
-        self._map[position : position + len(data)] = data
+    def __del__(self) -> None:
+        # An abandoned (never closed) segment must not leak its descriptor.
+        if getattr(self, "_fd", None) is not None:
+            self._close_fd()
 
-    def patch_batch(self, position: int, base_offset: int | None, leader_epoch: int | None) -> None:
-        assert self._map is not None and self._map_writable
-        if base_offset is not None:
-            _INT64.pack_into(self._map, position, base_offset)
-        if leader_epoch is not None:
-            _INT32.pack_into(self._map, position + 12, leader_epoch)
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def write(self, data: bytes | bytearray | memoryview, position: int) -> None:
+        """Write `data` at `position` (beyond `size`, so not visible to readers yet)."""
+        self._pwritev([memoryview(data)], position)
+
+    def write_batches(
+        self,
+        data: memoryview,
+        position: int,
+        batches: list[tuple[int, int, int]],
+        leader_epoch: int | None,
+    ) -> None:
+        """Write the batches of `data` at `position`, patching offsets and epochs.
+
+        `batches` holds (position in data, size, base offset to stamp or -1 to keep).
+        The input is never modified: the patched header fields go in as separate
+        iovec entries of one `pwritev`. Appending through the page cache with
+        `pwritev` rather than copying into the map avoids a page fault per 4 KiB of
+        a fresh (sparse) mapping; on Linux the map sees the same page-cache pages,
+        so readers read the bytes through the map as before.
+        """
+        if leader_epoch is None and len(batches) == 1:  # the common produce request
+            start, size, base_offset = batches[0]
+            head = _INT64.pack(base_offset) if base_offset >= 0 else data[start : start + 8]
+            self._pwritev([head, data[start + 8 : start + size]], position)
+            return
+        vectors: list[memoryview | bytes] = []
+        epoch = None if leader_epoch is None else _INT32.pack(leader_epoch)
+        for start, size, base_offset in batches:
+            if base_offset >= 0:
+                vectors.append(_INT64.pack(base_offset))
+            else:
+                vectors.append(data[start : start + 8])
+            if epoch is None:
+                vectors.append(data[start + 8 : start + size])
+            else:
+                vectors.append(data[start + 8 : start + 12])
+                vectors.append(epoch)
+                vectors.append(data[start + 16 : start + size])
+        self._pwritev(vectors, position)
+
+    def write_one(
+        self, batch: memoryview, position: int, base_offset: int, leader_epoch: int | None
+    ) -> None:
+        """`write_batches` for `batch` holding exactly one batch."""
+        fd = self._fd
+        assert fd is not None, "segment is not active"
+        head = _INT64.pack(base_offset) if base_offset >= 0 else batch[:8]
+        if leader_epoch is None:
+            vectors = [head, batch[8:]]
+        else:
+            vectors = [head, batch[8:12], _INT32.pack(leader_epoch), batch[16:]]
+        if os.pwritev(fd, vectors, position) != len(batch):
+            # A short write (disk full, signal): finish it the slow way or raise.
+            self._pwritev(vectors, position)
+
+    def _pwritev(self, vectors: list[memoryview | bytes], position: int) -> None:
+        fd = self._fd
+        assert fd is not None, "segment is not active"
+        if len(vectors) <= _IOV_MAX:
+            expected = sum(len(vector) for vector in vectors)
+            written = os.pwritev(fd, vectors, position)
+            if written == expected:
+                return
+            vectors, position = _rest_after(vectors, written), position + written
+        while vectors:
+            chunk = vectors[:_IOV_MAX]
+            written = os.pwritev(fd, chunk, position)
+            position += written
+            vectors = _rest_after(chunk, written) + vectors[len(chunk) :]
 
     def record_batch(
         self, position: int, size: int, base_offset: int, last_offset: int, max_timestamp: int
@@ -493,9 +579,8 @@ class LogSegment:
 
     def flush(self) -> None:
         """msync the data appended since the last flush (and the index maps)."""
-        if self.active and self._map is not None and self.size > self.flushed_bytes:
-            start = self.flushed_bytes // _PAGE_BYTES * _PAGE_BYTES
-            self._map.flush(start, self.size - start)
+        if self.active and self._fd is not None and self.size > self.flushed_bytes:
+            os.fdatasync(self._fd)
             self.offset_index.flush()
             self.time_index.flush()
         self.flushed_bytes = self.size
@@ -520,7 +605,7 @@ class LogSegment:
             # Views may cover the dropped bytes: overwrite them, never cut the file.
             for chunk_start in range(position, old_end, _ZERO_CHUNK_BYTES):
                 chunk_end = min(old_end, chunk_start + _ZERO_CHUNK_BYTES)
-                self._map[chunk_start:chunk_end] = bytes(chunk_end - chunk_start)
+                self.write(bytes(chunk_end - chunk_start), chunk_start)
             return
         fd = os.open(self.log_path, os.O_RDWR)
         try:
@@ -549,13 +634,11 @@ class LogSegment:
         self._append_final_time_entry()
         self.offset_index.trim()
         self.time_index.trim()
-        fd = os.open(self.log_path, os.O_RDWR)
-        try:
-            # Only the unused preallocated tail goes: no view reaches past `size`.
-            os.ftruncate(fd, self.size)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        assert self._fd is not None
+        # Only the unused preallocated tail goes: no view reaches past `size`.
+        os.ftruncate(self._fd, self.size)
+        os.fsync(self._fd)
+        self._close_fd()
         self.active = False
         self._retire_map()
 
@@ -569,6 +652,7 @@ class LogSegment:
 
     def delete_files(self) -> None:
         """Unlink the files; the map is closed once no lease views it."""
+        self._close_fd()
         self.active = False
         self.deleted = True
         self._retire_map()

@@ -37,8 +37,9 @@ def _read_line(process: subprocess.Popen[bytes], deadline: float) -> str:
     fd = process.stdout.fileno()
     line = b""
     while not line.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        assert ready, "child went silent"
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        assert poller.poll(max(0.0, deadline - time.monotonic()) * 1000), "child went silent"
         chunk = os.read(fd, 1)
         if not chunk:
             raise AssertionError(f"child exited with {process.wait()}; see its log")
