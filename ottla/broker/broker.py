@@ -286,6 +286,7 @@ class Broker:
 
     async def _retention_loop(self) -> None:
         interval_s = int(self.config.get("log.retention.check.interval.ms")) / 1000
+        expiration_ms = int(self.config.get("producer.id.expiration.ms"))
         while True:
             await asyncio.sleep(interval_s)
             now = self.clock()
@@ -295,6 +296,7 @@ class Broker:
                         now, high_watermark=partition.high_watermark
                     )
                     partition.log.maybe_flush(now)
+                    partition.producers.expire(now, expiration_ms)
                 except Exception as error:  # a task boundary: log and carry on
                     log.error("retention_failed", partition=partition.name, error=repr(error))
                     continue
