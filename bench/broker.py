@@ -9,7 +9,7 @@ confluent-kafka (librdkafka) from this process:
   settings (`linger.ms`, `batch.size`, compression none); the clock runs from the
   first `produce()` to the end of `flush()`. MB are 10**6 bytes of record values.
   Each scenario runs `reps` times on a fresh topic, alternating which broker goes
-  first; the best run is reported (the machine is shared: best-of filters noise).
+  first; the table shows the median, the notes the range (the machine is shared).
 - consume throughput: the 100 B / 1 partition / acks=1 topic (a backlog of
   `small_records` records) read from offset 0 by a plain `assign()` consumer with
   default settings. A diagnostic row repeats it with `fetch.queue.backoff.ms=10`:
@@ -92,11 +92,12 @@ class Scale:
     e2e_rate: int
     e2e_s: float
     rss_bytes: int  # bytes of 1 KiB records produced for the RSS scenario
-    reps: int  # repetitions of the throughput scenarios (the best is reported)
+    reps: int  # repetitions of the produce scenarios (the median is reported)
+    consume_reps: int  # repetitions of the backlog read
 
 
-FULL = Scale(1_000_000, 300_000, 1_000, 10.0, 200, 10.0, 1 << 30, 3)
-QUICK = Scale(100_000, 30_000, 1_000, 2.0, 200, 2.0, 64 << 20, 1)
+FULL = Scale(1_000_000, 300_000, 1_000, 10.0, 200, 10.0, 1 << 30, 3, 5)
+QUICK = Scale(100_000, 30_000, 1_000, 2.0, 200, 2.0, 64 << 20, 1, 1)
 
 
 # -- broker processes -----------------------------------------------------------------------
@@ -483,6 +484,8 @@ class Row:
     unit: str
     values: dict[str, float | None] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu_samples: dict[str, list[float]] = field(default_factory=dict)
     target: str = ""
     # ("ratio", minimum ottla/tansu) or ("ottla_max", absolute ceiling for ottla)
     check: tuple[str, float] | None = None
@@ -534,12 +537,17 @@ def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def keep_best(row: Row, name: str, value: float, note: str, higher_is_better: bool) -> None:
-    """Record `value` in `row` if it beats the broker's earlier repetitions."""
-    old = row.values.get(name)
-    if old is None or (value > old if higher_is_better else value < old):
-        row.values[name] = value
-        row.notes[name] = note
+def add_sample(row: Row, name: str, value: float, broker_cpu_s: float) -> None:
+    """Add one repetition; the row shows the median, the notes the range and broker CPU."""
+    samples = row.samples.setdefault(name, [])
+    cpus = row.cpu_samples.setdefault(name, [])
+    samples.append(value)
+    cpus.append(broker_cpu_s)
+    row.values[name] = statistics.median(samples)
+    spread = (
+        f"{format_value(min(samples))}-{format_value(max(samples))}, " if len(samples) > 1 else ""
+    )
+    row.notes[name] = f"{spread}cpu {statistics.median(cpus):.2f} s"
 
 
 def delete_topic(broker: BrokerProcess, topic: str) -> None:
@@ -558,7 +566,7 @@ def order(run: Run, rep: int) -> list[BrokerProcess]:
 
 
 def bench_produce(run: Run) -> dict[str, str]:
-    """Produce scenarios (best of `reps`); returns each broker's 100 B backlog topic."""
+    """Produce scenarios (`reps` each); returns each broker's 100 B backlog topic."""
     backlog: dict[str, str] = {}
     reps = run.scale.reps
     for value_bytes, count in ((100, run.scale.small_records), (KIB, run.scale.large_records)):
@@ -569,7 +577,7 @@ def bench_produce(run: Run) -> dict[str, str]:
                 if partitions == 1 and acks == "1":
                     target, bound = (">= 1.0x", 1.0) if value_bytes == KIB else (">= 0.9x", 0.9)
                 mb_row = run.row(
-                    f"{label} ({count:,} rec, best of {reps})",
+                    f"{label} ({count:,} rec, median of {reps})",
                     "MB/s",
                     target,
                     ("ratio", bound) if bound is not None else None,
@@ -594,9 +602,9 @@ def bench_produce(run: Run) -> dict[str, str]:
                         ) -> None:
                             create_topic(broker.bootstrap, topic, partitions)
                             result = produce_throughput(broker, topic, value_bytes, count, acks)
-                            note = f"cpu {result.broker_cpu_s:.2f} s"
-                            keep_best(mb_row, broker.name, result.mb_per_s, note, True)
-                            keep_best(rec_row, broker.name, result.records_per_s, "", True)
+                            cpu = result.broker_cpu_s
+                            add_sample(mb_row, broker.name, result.mb_per_s, cpu)
+                            add_sample(rec_row, broker.name, result.records_per_s, cpu)
                             progress(
                                 f"{broker.name} {label}: {result.mb_per_s:.1f} MB/s, "
                                 f"{result.records_per_s:,.0f} rec/s in {result.seconds:.2f} s, "
@@ -613,9 +621,9 @@ def bench_produce(run: Run) -> dict[str, str]:
 
 def bench_consume(run: Run, backlog: dict[str, str]) -> None:
     count = run.scale.small_records
-    reps = run.scale.reps
+    reps = run.scale.consume_reps
     default = run.row(
-        f"consume 100 B backlog from offset 0 ({count:,} rec, best of {reps})",
+        f"consume 100 B backlog from offset 0 ({count:,} rec, median of {reps})",
         "rec/s",
         ">= 3.0x",
         ("ratio", 3.0),
@@ -637,8 +645,7 @@ def bench_consume(run: Run, backlog: dict[str, str]) -> None:
                     extra: dict[str, Any] = extra,
                 ) -> None:
                     result = consume_backlog(broker, topic, count, 100, extra)
-                    note = f"cpu {result.broker_cpu_s:.2f} s"
-                    keep_best(row, broker.name, result.records_per_s, note, True)
+                    add_sample(row, broker.name, result.records_per_s, result.broker_cpu_s)
                     progress(
                         f"{broker.name} consume {extra or 'defaults'}: "
                         f"{result.records_per_s:,.0f} rec/s ({result.mb_per_s:.1f} MB/s) in "
