@@ -693,11 +693,15 @@ class Log:
                 continue
             position = segment.find_position(offset) or 0
             buffer = segment.readable_buffer()
-            while position < segment.size:
-                header = bytes(buffer[position : position + BATCH_HEADER_BYTES])
-                batch = RecordBatchView(header)
-                yield batch
-                position += batch.size
+            segment.pin()  # the caller may read other segments between items
+            try:
+                while position < segment.size:
+                    header = bytes(buffer[position : position + BATCH_HEADER_BYTES])
+                    batch = RecordBatchView(header)
+                    yield batch
+                    position += batch.size
+            finally:
+                segment.unpin()
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, max timestamp) of the first batch with max_timestamp >= ts.
