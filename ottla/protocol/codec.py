@@ -33,6 +33,7 @@ from ottla.protocol.header import (
     readonly,
     response_header_version,
 )
+from ottla.protocol.lengths import check_lengths
 
 __all__ = [
     "ChunkWriter",
@@ -112,6 +113,8 @@ def decode_request(
             raise UnsupportedRequest(header, str(error)) from None
     assert spec is not None
     header = decode_request_header(frame, spec.flexible(api_version))
+    # kio's reader trusts array counts when it allocates; an absurd one aborts the process.
+    check_lengths(_request_type(spec, api_version), frame, header.body_offset)
     try:
         body, size = spec.request_reader(api_version)(frame, header.body_offset)
     except _DECODE_ERRORS as error:
@@ -126,6 +129,16 @@ def decode_request(
             f"{len(frame) - header.body_offset - size} trailing bytes",
         )
     return DecodedRequest(header=header, body=body, spec=spec)
+
+
+_REQUEST_TYPES: dict[tuple[int, int], type[Any]] = {}
+
+
+def _request_type(spec: ApiSpec, version: int) -> type[Any]:
+    request_type = _REQUEST_TYPES.get((spec.api_key, version))
+    if request_type is None:
+        request_type = _REQUEST_TYPES[spec.api_key, version] = spec.request_type(version)
+    return request_type
 
 
 class ChunkWriter:

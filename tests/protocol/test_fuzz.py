@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -242,3 +244,48 @@ def test_decompress_on_mutated_data(codec: Compression, data: st.DataObject) -> 
     seed = SEED_BATCHES[int(codec)][BATCH_HEADER_BYTES:]
     payload = data.draw(st.binary(max_size=64) | mutated(seed), label="payload")
     _bounded(lambda: decompress(codec, payload), len(payload), DECOMPRESSION_FACTOR)
+
+
+# -- absurd counts: kio's native reader would abort the process on them -------------------
+
+_ABSURD_COUNTS_SCRIPT = """
+import struct
+from ottla.protocol import SUPPORTED_APIS, ProtocolError, decode_request
+crash = bytes.fromhex({crash!r})
+frames = [crash]
+# int32 counts, a uvarint count near 2**31, and misaligned int32 counts
+PATTERNS = (b"\\x7f\\xff\\xff\\xf0", b"\\xf0\\xff\\xff\\xff\\x07", b"\\x01\\x7f\\xff\\xff\\xf0")
+for spec in SUPPORTED_APIS.values():
+    for version in range(spec.decodable_min, spec.max_version + 1):
+        flexible = spec.flexible(version)
+        header = struct.pack(">hhih", spec.api_key, version, 1, 1) + b"c"
+        if flexible:
+            header += b"\\x00"
+        for pattern in PATTERNS:
+            frames.append(header + pattern * 12)
+rejected = 0
+for frame in frames:
+    try:
+        decode_request(frame)
+    except ProtocolError:
+        rejected += 1
+print(len(frames), rejected)
+"""
+# A mutated ListOffsets v9 frame found by test_decode_request_on_mutated_frames: kio
+# tried to allocate 217 GB for one array and Rust aborted the interpreter.
+_CRASH_FRAME = (
+    "00020009000000070002696400ffffffd22d031952c398e4b6a026f2949db3c3b0f3a19a9ac2bae99a90"
+    "7f6404fffe9c43fffffb0e0000000000001c360000814188000000010000000000000407000002cb0200"
+    "0001cb000000000000026e0000093bc3aef3b4b9871cf2b18da2652fe39dc29f02f39ea09871010000"
+)
+
+
+def test_absurd_array_counts_are_rejected_not_fatal() -> None:
+    # In a child process: a regression aborts the interpreter, not the test run.
+    script = _ABSURD_COUNTS_SCRIPT.format(crash=_CRASH_FRAME)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    total, rejected = map(int, result.stdout.split())
+    assert total == rejected > 3 * len(SERVED)
