@@ -339,19 +339,8 @@ def handle_alter_configs(broker: Broker, connection: Connection, request: Decode
         for name in current:
             if name not in wanted:
                 changes[name] = None
-        error, message, records = _config_changes(
-            broker, resource.resource_type, resource.resource_name, changes
-        )
-        if error is ErrorCode.none and records and not body.validate_only:
-            _commit_configs(broker, records)
         responses.append(
-            make(
-                module.AlterConfigsResourceResponse,
-                error_code=error,
-                error_message=message,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-            )
+            _alter(broker, module, resource, changes, ErrorCode.none, None, body.validate_only)
         )
     return make(response_type(request), throttle_time=NO_THROTTLE, responses=tuple(responses))
 
@@ -403,27 +392,35 @@ def handle_incremental_alter_configs(
             else:
                 error, message = ErrorCode.invalid_request, f"Unknown operation {operation}"
                 break
-        records: list[MetadataRecord] = []
-        if error is ErrorCode.none:
-            error, message, records = _config_changes(
-                broker, resource.resource_type, resource.resource_name, changes
-            )
-        if error is ErrorCode.none and records and not body.validate_only:
-            _commit_configs(broker, records)
         responses.append(
-            make(
-                module.AlterConfigsResourceResponse,
-                error_code=error,
-                error_message=message,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-            )
+            _alter(broker, module, resource, changes, error, message, body.validate_only)
         )
     return make(response_type(request), throttle_time=NO_THROTTLE, responses=tuple(responses))
 
 
-def _commit_configs(broker: Broker, records: list[MetadataRecord]) -> None:
-    broker.append_metadata(records)
+def _alter(
+    broker: Broker,
+    module: Any,
+    resource: Any,
+    changes: dict[str, str | None],
+    error: ErrorCode,
+    message: str | None,
+    validate_only: bool,
+) -> Any:
+    """Validate and (unless validate_only) commit `changes`; the resource's response."""
+    if error is ErrorCode.none:
+        error, message, records = _config_changes(
+            broker, resource.resource_type, resource.resource_name, changes
+        )
+        if error is ErrorCode.none and records and not validate_only:
+            broker.append_metadata(records)
+    return make(
+        module.AlterConfigsResourceResponse,
+        error_code=error,
+        error_message=message,
+        resource_type=resource.resource_type,
+        resource_name=resource.resource_name,
+    )
 
 
 def handle_describe_log_dirs(
