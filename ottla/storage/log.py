@@ -400,6 +400,8 @@ class Log:
         if isinstance(records, RecordBatchView):
             data = records.bytes_view()
             batches = [_header_facts(data, 0)]
+            if len(data) != batches[0][1]:
+                raise _corrupt(f"record batch declares {batches[0][1]} bytes, {len(data)} present")
         else:
             data = records if isinstance(records, memoryview) else memoryview(records)
             batches = _validated_batches(data)

@@ -283,7 +283,6 @@ class LogSegment:
         self.active = True
         self.offset_index.open_writable(self.config.segment_index_bytes)
         self.time_index.open_writable(self.config.segment_index_bytes)
-        self.verified_bytes = max(self.verified_bytes, 0)
 
     def readable_buffer(self) -> mmap.mmap | bytes:
         """The map to read from (mapping a sealed segment on demand)."""
@@ -451,7 +450,8 @@ class LogSegment:
             self.offset_of_max_timestamp = base_offset
         self.size = position + size
         self.next_offset = last_offset + 1
-        self.verified_bytes = self.size
+        if self.verified_bytes == position:  # appended batches were validated on the way in
+            self.verified_bytes = self.size
 
     @property
     def indexes_full(self) -> bool:

@@ -280,6 +280,19 @@ def test_flush_messages_moves_the_recovery_point(tmp_path: Path) -> None:
     log.close()
 
 
+def test_flush_ms_is_checked_by_maybe_flush(tmp_path: Path) -> None:
+    log = Log.open(tmp_path / "t-0", LogConfig(flush_ms=1000), now_ms=0)
+    log.append(make_batch(2), now_ms=10)
+    assert not log.maybe_flush(now_ms=999)
+    assert log.recovery_point == 0
+    assert log.maybe_flush(now_ms=1000)
+    assert log.recovery_point == 2
+    assert not log.maybe_flush(now_ms=5000)  # nothing new to flush
+    log.append(make_batch(1), now_ms=2500)  # the append itself sees flush.ms passed
+    assert log.recovery_point == 3
+    log.close()
+
+
 def test_damaged_index_is_rebuilt(tmp_path: Path) -> None:
     log = Log.open(tmp_path / "t-0", SMALL)
     expected = _fill(log, 60)
