@@ -48,6 +48,9 @@ class ApiSpec:
         default_factory=dict, repr=False, compare=False
     )
     _readers: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+    _types: dict[tuple[int, EntityType], type[Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def serves(self, version: int) -> bool:
         """True when a request at `version` is decoded and handled."""
@@ -65,15 +68,21 @@ class ApiSpec:
             self._modules[key] = module
         return module
 
+    def _payload_type(self, version: int, entity_type: EntityType) -> type[Any]:
+        key = (version, entity_type)
+        cls = self._types.get(key)
+        if cls is None:
+            cls = _payload_class(self._module(version, entity_type), entity_type)
+            self._types[key] = cls
+        return cls
+
     def request_type(self, version: int) -> type[Any]:
-        """kio's request dataclass for `version`."""
-        module = self._module(version, EntityType.request)
-        return _payload_class(module, EntityType.request)
+        """kio's request dataclass for `version` (cached: handlers ask on every request)."""
+        return self._payload_type(version, EntityType.request)
 
     def response_type(self, version: int) -> type[Any]:
-        """kio's response dataclass for `version`."""
-        module = self._module(version, EntityType.response)
-        return _payload_class(module, EntityType.response)
+        """kio's response dataclass for `version` (cached)."""
+        return self._payload_type(version, EntityType.response)
 
     def response_module(self, version: int) -> ModuleType:
         """kio's response module (its nested entity classes) for `version`."""
@@ -180,6 +189,17 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("incremental_alter_configs"),
         make_spec("describe_log_dirs"),
         make_spec("describe_cluster"),
+        make_spec("find_coordinator"),
+        make_spec("join_group"),
+        make_spec("sync_group"),
+        make_spec("heartbeat"),
+        make_spec("leave_group"),
+        make_spec("offset_commit"),
+        make_spec("offset_fetch"),
+        make_spec("offset_delete"),
+        make_spec("describe_groups"),
+        make_spec("list_groups"),
+        make_spec("delete_groups"),
     ]
 )
 
