@@ -196,6 +196,7 @@ class Log:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self.log_start_offset = 0
+        self._checkpointed_log_start_offset: int | None = None
         self.recovery_point = 0
         self.epoch_cache = LeaderEpochCache(directory)
         self._graveyard: list[LogSegment] = []
@@ -274,6 +275,8 @@ class Log:
         self.log_start_offset = min(
             max(checkpointed_start, self.segments[0].base_offset), self.log_end_offset
         )
+        if start_rows is not None:
+            self._checkpointed_log_start_offset = checkpointed_start
         self.recovery_point = (
             self.log_end_offset if clean else min(recovery_point, self.log_end_offset)
         )
@@ -589,6 +592,11 @@ class Log:
             return True
         return False
 
+    def _save_log_start_offset(self) -> None:
+        if self._checkpointed_log_start_offset != self.log_start_offset:
+            write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(self.log_start_offset,)])
+            self._checkpointed_log_start_offset = self.log_start_offset
+
     def _set_recovery_point(self, offset: int) -> None:
         if offset != self.recovery_point:
             self.recovery_point = offset
@@ -763,7 +771,7 @@ class Log:
         segment = LogSegment.create(self.directory, offset, self.config, self.budget)
         self.segments, self._bases = [segment], [offset]
         self.log_start_offset = offset
-        write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(offset,)])
+        self._save_log_start_offset()
         self._after_truncation()
 
     def _after_truncation(self) -> None:
@@ -786,7 +794,7 @@ class Log:
         if offset <= self.log_start_offset:
             return False
         self.log_start_offset = offset
-        write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(offset,)])
+        self._save_log_start_offset()
         self.epoch_cache.truncate_from_start(offset)
         while len(self.segments) > 1 and self.segments[0].next_offset <= offset:
             self._delete_segment(self.segments.pop(0), "below log start offset")
@@ -815,7 +823,7 @@ class Log:
             new_start = max(self.log_start_offset, self.segments[0].base_offset)
             if new_start != self.log_start_offset:
                 self.log_start_offset = new_start
-                write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(new_start,)])
+                self._save_log_start_offset()
                 self.epoch_cache.truncate_from_start(new_start)
         self.reap()
         return [info.base_offset for info in doomed]
@@ -854,8 +862,8 @@ class Log:
         self.flush(self._last_flush_ms)
         for segment in self.segments:
             segment.close()
-        write_checkpoint(self.directory / LOG_START_OFFSET_FILE, [(self.log_start_offset,)])
-        self.epoch_cache.save()
+        self._save_log_start_offset()
+        # The epoch cache is checkpointed whenever it changes; nothing to add here.
         write_checkpoint(self.directory / CLEAN_SHUTDOWN_FILE, [(self.log_end_offset,)])
         self.closed = True
         self.reap()
