@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import structlog
 
 from ottla import __version__
+from ottla.client import ClientError
+from ottla.commands import topics
 
 __all__ = ["main"]
 
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--data-dir", metavar="DIR", help="shortcut for log.dirs")
     serve.add_argument("--listen", metavar="HOST:PORT", help="shortcut for listeners")
+    topics.add_parser(commands)
     return parser
 
 
@@ -105,5 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "topics":
+        try:
+            return topics.run(args)
+        except ClientError as error:
+            print(f"ottla: {error}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:  # output piped into `head` and the like
+            return 0
     parser.print_help()
     return 0

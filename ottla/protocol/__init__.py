@@ -13,11 +13,19 @@ from ottla.protocol.codec import (
     DecodedRequest,
     UnsupportedRequest,
     decode_request,
+    decode_response,
+    encode_request,
     encode_response,
 )
+from ottla.protocol.entities import has_field, make
 from ottla.protocol.errors import ErrorCode, ProtocolError
 from ottla.protocol.framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix
-from ottla.protocol.header import RequestHeader, decode_request_header, encode_response_header
+from ottla.protocol.header import (
+    RequestHeader,
+    decode_request_header,
+    encode_request_header,
+    encode_response_header,
+)
 from ottla.protocol.record_codec import (
     ControlRecordType,
     Record,
@@ -73,10 +81,15 @@ __all__ = [
     "decode_records",
     "decode_request",
     "decode_request_header",
+    "decode_response",
     "decompress",
+    "encode_request",
+    "encode_request_header",
     "encode_response",
     "encode_response_header",
     "frame_size_prefix",
+    "has_field",
     "iter_batches",
+    "make",
     "peek_batch_size",
 ]

@@ -84,6 +84,10 @@ class ApiSpec:
         """kio's response dataclass for `version` (cached)."""
         return self._payload_type(version, EntityType.response)
 
+    def request_module(self, version: int) -> ModuleType:
+        """kio's request module (its nested entity classes) for `version`."""
+        return self._module(version, EntityType.request)
+
     def response_module(self, version: int) -> ModuleType:
         """kio's response module (its nested entity classes) for `version`."""
         return self._module(version, EntityType.response)

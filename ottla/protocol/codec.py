@@ -18,16 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kio.serial import entity_writer
+from kio.schema.index import api_key_map
+from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
-from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec
+from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec, make_spec
 from ottla.protocol.errors import ErrorCode, ProtocolError
 from ottla.protocol.framing import frame_size_prefix
 from ottla.protocol.header import (
     API_VERSIONS_KEY,
     RequestHeader,
     decode_request_header,
+    encode_request_header,
     encode_response_header,
     peek_fixed,
     readonly,
@@ -40,6 +42,8 @@ __all__ = [
     "DecodedRequest",
     "UnsupportedRequest",
     "decode_request",
+    "decode_response",
+    "encode_request",
     "encode_response",
 ]
 
@@ -185,3 +189,56 @@ def encode_response(header: RequestHeader, body: Any) -> list[bytes | bytearray 
     chunks = writer.finish()
     chunks.insert(0, frame_size_prefix(writer.size))
     return chunks
+
+
+# -- the client side: requests out, responses in ------------------------------------------
+
+
+def encode_request(
+    body: Any, correlation_id: int, client_id: str | None = "ottla"
+) -> list[bytes | bytearray | memoryview]:
+    """Frame a kio request body: size, request header (v2 if flexible, else v1), body.
+
+    The client side of the protocol: ottla's own tools and, between brokers, the
+    replica fetcher and the Raft driver send requests with it.
+    """
+    writer = ChunkWriter()
+    writer.write(encode_request_header(body, correlation_id, client_id))
+    entity_writer(type(body))(writer, body)  # type: ignore[arg-type]
+    chunks = writer.finish()
+    chunks.insert(0, frame_size_prefix(writer.size))
+    return chunks
+
+
+def decode_response(frame: bytes | bytearray | memoryview, request_body: Any) -> tuple[int, Any]:
+    """(correlation id, kio response body) of a response frame to `request_body`'s request.
+
+    Raises ProtocolError on anything malformed, like `decode_request`.
+    """
+    api_key = int(request_body.__api_key__)
+    version = int(request_body.__version__)
+    spec = SUPPORTED_APIS.get(api_key)
+    response_type = (
+        spec.response_type(version)
+        if spec is not None
+        else _response_type_outside_registry(api_key, version)
+    )
+    header_version = response_header_version(api_key, bool(response_type.__flexible__))
+    if len(frame) < 4:
+        raise ProtocolError(ErrorCode.invalid_request, "response shorter than its header")
+    correlation_id = int.from_bytes(bytes(frame[:4]), "big", signed=True)
+    offset = 4 if header_version == 0 else 5
+    try:
+        body, size = entity_reader(response_type)(bytes(frame), offset)
+    except _DECODE_ERRORS as error:
+        raise ProtocolError(
+            ErrorCode.invalid_request, f"malformed response v{version} to api {api_key}: {error}"
+        ) from None
+    if offset + size != len(frame):
+        raise ProtocolError(ErrorCode.invalid_request, "trailing bytes after the response")
+    return correlation_id, body
+
+
+def _response_type_outside_registry(api_key: int, version: int) -> Any:
+    """kio's response class for an API ottla does not serve (it may still call it)."""
+    return make_spec(api_key_map[api_key]).response_type(version)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from kio.serial.errors import SerialError
 from kio.serial.readers import read_nullable_legacy_string, read_unsigned_varint
@@ -31,6 +32,7 @@ __all__ = [
     "API_VERSIONS_KEY",
     "RequestHeader",
     "decode_request_header",
+    "encode_request_header",
     "encode_response_header",
     "response_header_version",
 ]
@@ -38,6 +40,7 @@ __all__ = [
 API_VERSIONS_KEY = 18
 _FIXED = struct.Struct(">hhi")
 _CORRELATION = struct.Struct(">i")
+_CLIENT_ID_LENGTH = struct.Struct(">h")
 # Upper bound on tagged fields in one header: a header has no defined tags, so a
 # client sending thousands is broken or hostile.
 _TAGGED_FIELDS_MAX = 64
@@ -126,6 +129,17 @@ def _read_tagged_fields(
         fields.append((int(tag), bytes(frame[offset : offset + length])))
         offset += length
     return tuple(fields), offset
+
+
+def encode_request_header(body: Any, correlation_id: int, client_id: str | None) -> bytes:
+    """Request header bytes for kio request `body`: v2 (with empty tags) if flexible."""
+    header = _FIXED.pack(int(body.__api_key__), int(body.__version__), correlation_id)
+    if client_id is None:
+        header += _CLIENT_ID_LENGTH.pack(-1)
+    else:
+        encoded = client_id.encode()
+        header += _CLIENT_ID_LENGTH.pack(len(encoded)) + encoded
+    return header + b"\x00" if body.__flexible__ else header
 
 
 def response_header_version(api_key: int, flexible: bool) -> int:

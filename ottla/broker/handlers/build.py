@@ -1,43 +1,21 @@
-"""Building kio response entities for whichever version a client asked for.
+"""Helpers handlers share to build kio responses for the request's version.
 
-kio has one dataclass per API version, each with that version's fields. A handler
-computes its answer once and builds it with `make(cls, **values)`, which passes only
-the fields `cls` has (the rest keep their defaults or are absent in that version),
-so one handler serves every version without per-version branches.
+`make(cls, **values)` (from ottla.protocol) passes only the fields a version has,
+so one handler serves every version; `response_module`/`response_type` give the
+kio classes of the request's version.
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import fields
 from types import ModuleType
 from typing import Any
 
-from ottla.protocol import DecodedRequest
+from ottla.protocol import DecodedRequest, has_field, make
 
-__all__ = ["NO_THROTTLE", "make", "response_module"]
+__all__ = ["NO_THROTTLE", "has_field", "make", "response_module", "response_type"]
 
 NO_THROTTLE = datetime.timedelta(0)
-
-
-_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
-
-
-def _field_names(cls: type[Any]) -> frozenset[str]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
-    return names
-
-
-def make(cls: type[Any], **values: Any) -> Any:
-    """An instance of kio class `cls` from the `values` it has fields for."""
-    names = _field_names(cls)
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-def has_field(cls: type[Any], name: str) -> bool:
-    return name in _field_names(cls)
 
 
 def response_module(request: DecodedRequest) -> ModuleType:
@@ -46,4 +24,5 @@ def response_module(request: DecodedRequest) -> ModuleType:
 
 
 def response_type(request: DecodedRequest) -> type[Any]:
+    """kio's response class for the request's API version."""
     return request.spec.response_type(request.api_version)

@@ -1,0 +1,1 @@
+"""Administrative subcommands of the `ottla` CLI (topics, ...), over `ottla.client`."""
