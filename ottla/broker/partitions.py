@@ -171,6 +171,11 @@ class Partition:
                 appended = self.log.append(stored, leader_epoch=self.leader_epoch, now_ms=now_ms)
             except ProtocolError as error:
                 return AppendOutcome(error.error_code, str(error))
+            except OSError as error:
+                # Disk full or an I/O error: Kafka answers KAFKA_STORAGE_ERROR (the
+                # client retries) rather than dropping the connection.
+                log.error("append_failed", partition=self.name, error=str(error))
+                return AppendOutcome(ErrorCode.kafka_storage_error, f"Cannot append: {error}")
             self.producers.record(stored, appended.first_offset)
             if first_offset < 0:
                 first_offset = appended.first_offset
