@@ -43,7 +43,7 @@ class Rec:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
-    partition: int = 0
+    partition: int | None = 0  # None: the client's own partitioner picks
     timestamp_ms: int | None = None
 
 
@@ -130,7 +130,8 @@ class Confluent:
                 topic,
                 value=record.value,
                 key=record.key,
-                partition=record.partition,
+                # -1: RD_KAFKA_PARTITION_UA, the configured partitioner picks
+                partition=-1 if record.partition is None else record.partition,
                 timestamp=record.timestamp_ms or 0,
                 headers=list(record.headers) or None,
                 on_delivery=report,
@@ -526,11 +527,13 @@ class Kcat:
     ) -> None:
         # One kcat run per (partition, headers) group; each record is a file so values may
         # hold any byte; -Z turns empty keys and values into nulls.
-        groups: dict[tuple[int, tuple[tuple[str, bytes], ...]], list[Rec]] = {}
+        groups: dict[tuple[int | None, tuple[tuple[str, bytes], ...]], list[Rec]] = {}
         for record in records:
             groups.setdefault((record.partition, record.headers), []).append(record)
         for (partition, headers), group in groups.items():
-            args = ["-P", "-t", topic, "-p", str(partition), "-Z", "-z", compression]
+            args = ["-P", "-t", topic, "-Z", "-z", compression]
+            if partition is not None:
+                args += ["-p", str(partition)]
             for name, value in headers:
                 args += ["-H", f"{name}={value.decode()}"]
             if max_bytes:
@@ -564,27 +567,10 @@ class Kcat:
         return _KcatTail(self.bootstrap, topic, partition)
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
+        # -Q -J prints {"<topic>": {"topic": ..., "<partition>": {"offset": N}}}
         listing = json.loads(self._run(["-Q", "-J", "-t", f"{topic}:{partition}:{timestamp_ms}"]))
-        found = listing[topic]["partitions"] if topic in listing else listing
-        offset = int(_find_offset(found, partition))
+        offset = int(listing[topic][str(partition)]["offset"])
         return None if offset < 0 else offset
-
-
-def _find_offset(found: Any, partition: int) -> int:
-    if isinstance(found, dict):
-        for key, value in found.items():
-            if str(key) == str(partition):
-                return int(value["offset"])
-            if isinstance(value, dict | list):
-                try:
-                    return _find_offset(value, partition)
-                except KeyError:
-                    continue
-    if isinstance(found, list):
-        for item in found:
-            if isinstance(item, dict) and item.get("partition") == partition:
-                return int(item["offset"])
-    raise KeyError(partition)
 
 
 class _KcatTail:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.clients import EARLIEST, Confluent, Rec
-from tests.integration.conftest import BrokerProcess, start_broker
+from tests.integration.conftest import BrokerProcess, shared_broker_in
 from tests.integration.wire import Wire, kio_module, metadata, request_frame
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,11 +27,10 @@ MAX_FRAME_BYTES = 1 << 20
 
 @pytest.fixture(scope="module")
 def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    broker = start_broker(
+    with shared_broker_in(
         tmp_path_factory.mktemp("frames"), f"socket.request.max.bytes={MAX_FRAME_BYTES}"
-    )
-    yield broker
-    broker.stop()
+    ) as broker:
+        yield broker
 
 
 def _truncated_metadata() -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.clients import CLIENTS, EARLIEST, Rec, client_for
-from tests.integration.conftest import BrokerProcess, start_broker
+from tests.integration.conftest import BrokerProcess, shared_broker_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,9 +23,8 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 @pytest.fixture(scope="module")
 def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    broker = start_broker(tmp_path_factory.mktemp("records"))
-    yield broker
-    broker.stop()
+    with shared_broker_in(tmp_path_factory.mktemp("records")) as broker:
+        yield broker
 
 
 def _records(client: str, codec: str, per_record_headers: bool) -> list[Rec]:

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from tests.integration.conftest import BrokerProcess, start_broker
+from tests.integration.conftest import BrokerProcess, shared_broker_in
 from tests.integration.wire import Wire, kio_module, metadata
 
 pytestmark = pytest.mark.timeout(60)
@@ -26,9 +26,8 @@ BAD_NAMES = ["bad name", "slash/topic", "ünïcode", ".", "..", "x" * 250]
 
 @pytest.fixture(scope="module")
 def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    broker = start_broker(tmp_path_factory.mktemp("names"))
-    yield broker
-    broker.stop()
+    with shared_broker_in(tmp_path_factory.mktemp("names")) as broker:
+        yield broker
 
 
 def test_create_topics_refuses_bad_names(shared_broker: BrokerProcess) -> None:

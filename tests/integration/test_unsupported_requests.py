@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from ottla.protocol import SUPPORTED_APIS
-from tests.integration.conftest import BrokerProcess, start_broker
+from tests.integration.conftest import BrokerProcess, shared_broker_in
 from tests.integration.wire import Wire, kio_module, metadata
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,9 +25,8 @@ UNSUPPORTED_VERSION = 35
 
 @pytest.fixture(scope="module")
 def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    broker = start_broker(tmp_path_factory.mktemp("unsupported"))
-    yield broker
-    broker.stop()
+    with shared_broker_in(tmp_path_factory.mktemp("unsupported")) as broker:
+        yield broker
 
 
 def _raw_request(api_key: int, version: int, correlation_id: int, tail: bytes) -> bytes:

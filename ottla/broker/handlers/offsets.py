@@ -1,10 +1,12 @@
 """ListOffsets v1-v10, DeleteRecords v0-v2, OffsetForLeaderEpoch v2-v4.
 
 ListOffsets timestamps: -2 earliest (log start offset), -1 latest (high watermark;
-the last stable offset for read_committed), -3 max timestamp (KIP-734: the batch
-with the largest timestamp), -4 earliest local (the log start here: no tiered
-storage), -5 earliest pending upload (none: -1); otherwise the first offset whose
-timestamp is >= the given one, or -1/-1 when none is.
+the last stable offset for read_committed), -3 max timestamp (KIP-734: the first
+record holding the largest timestamp), -4 earliest local (the log start here: no
+tiered storage), -5 earliest pending upload (none: -1); otherwise the first record
+whose timestamp is >= the given one, or -1/-1 when none is. Storage finds the batch
+from the time index; the handler decodes that one batch to answer the exact record
+(as Kafka does), so the offset may lie inside a batch.
 
 DeleteRecords moves the log start offset (-1 means the high watermark);
 an offset above the high watermark is OFFSET_OUT_OF_RANGE.
@@ -18,7 +20,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
-from ottla.protocol import DecodedRequest, ErrorCode
+from ottla.protocol import (
+    DecodedRequest,
+    ErrorCode,
+    TimestampType,
+    decode_records,
+    iter_batches,
+)
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -98,14 +106,49 @@ def _list_offset(partition: Partition, timestamp: int) -> tuple[int, int, int]:
         found = partition.max_timestamp_offset()
         if found is None:
             return -1, -1, -1
-        offset, max_timestamp = found
+        offset, max_timestamp = _record_in_batch(partition, found[0], found[1], last=True)
         return offset, max_timestamp, partition.epoch_for_offset(offset)
     if timestamp < 0:
         return -1, -1, -1
     found = partition.log.offset_for_timestamp(timestamp)
     if found is None or found[0] >= partition.high_watermark:
         return -1, -1, -1
-    return found[0], found[1], partition.epoch_for_offset(found[0])
+    offset, record_timestamp = _record_in_batch(partition, found[0], timestamp)
+    return offset, record_timestamp, partition.epoch_for_offset(offset)
+
+
+def _record_in_batch(
+    partition: Partition, batch_offset: int, timestamp: int, last: bool = False
+) -> tuple[int, int]:
+    """(offset, timestamp) of the record in the batch at `batch_offset` that answers.
+
+    Storage finds batches; Kafka answers records: the first record whose timestamp
+    is >= `timestamp` or, with `last`, the first record holding the batch's largest
+    timestamp (KIP-734). LogAppendTime batches stamp every record with the batch's
+    max timestamp, so their first record answers.
+    """
+    read = partition.read(batch_offset, 1, min_one_batch=True)
+    if read is None:
+        return batch_offset, timestamp
+    try:
+        batch = next(iter_batches(read.records, validate=False, allow_partial_tail=True), None)
+        if batch is None:
+            return batch_offset, timestamp
+        first = max(batch.base_offset, partition.log_start_offset)
+        if batch.timestamp_type is TimestampType.LOG_APPEND_TIME:
+            return first, batch.max_timestamp
+        target = batch.max_timestamp if last else timestamp
+        base_offset, base_timestamp = batch.base_offset, batch.base_timestamp
+        records = decode_records(batch)
+        del batch
+    finally:
+        read.release()
+    for record in records:
+        offset = base_offset + record.offset_delta
+        record_timestamp = base_timestamp + record.timestamp_delta
+        if offset >= first and record_timestamp >= target:
+            return offset, record_timestamp
+    return first, timestamp
 
 
 def handle_delete_records(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
