@@ -228,6 +228,7 @@ _DEFS: list[ConfigDef] = [
     ConfigDef("group.initial.rebalance.delay.ms", "int", "3000", "Delay of the first rebalance."),
     ConfigDef("group.min.session.timeout.ms", "int", "6000", "Smallest session timeout."),
     ConfigDef("group.max.session.timeout.ms", "int", "1800000", "Largest session timeout."),
+    ConfigDef("group.max.size", "int", "2147483647", "Members of one group at most.", _at_least(1)),
     ConfigDef("transactional.id.expiration.ms", "int", "604800000", "Idle transactional ids."),
     ConfigDef("producer.id.expiration.ms", "int", "86400000", "Idle producer ids are forgotten."),
     ConfigDef("max.connections", "int", "2147483647", "Connections accepted at most."),

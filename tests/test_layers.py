@@ -33,6 +33,8 @@ PURE = [
     "cluster/controller/rules.py",
     "cluster/controller/placement.py",
     "cluster/replication.py",
+    "broker/groups/state.py",
+    "broker/groups/records.py",
 ]
 
 

@@ -29,6 +29,7 @@ import structlog
 from ottla import __version__
 from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
+from ottla.broker.groups.coordinator import GroupCoordinator
 from ottla.broker.partitions import Partition, ReplicaManager
 from ottla.broker.server import Connection, ConnectionLimits
 from ottla.cluster import (
@@ -70,6 +71,7 @@ class Broker:
         self.cluster_id = ""
         self.metadata: MetadataLog | None = None
         self.replicas = ReplicaManager(self.data_dir)
+        self.groups = GroupCoordinator(self)
         self.fetch_sessions = FetchSessionCache(
             int(config.get("max.incremental.fetch.session.cache.slots"))
         )
@@ -130,6 +132,7 @@ class Broker:
         self.metadata = MetadataLog.open(self.data_dir, started)
         self._register_self()
         self._apply_image(MetadataImage(), self.image)
+        self.groups.load()
         for server in self._servers:
             await server.start_serving()
         self._timers.append(asyncio.create_task(self._retention_loop()))
@@ -314,6 +317,7 @@ class Broker:
         opened = self.metadata is not None  # else startup failed and said why
         for server in self._servers:
             server.close()
+        self.groups.stop()
         for task in self._timers:
             task.cancel()
         deadline = time.monotonic() + _SHUTDOWN_GRACE_S

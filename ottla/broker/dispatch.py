@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ottla.broker.handlers import admin, fetch, metadata, offsets, produce, producer_ids
+from ottla.broker.handlers import admin, fetch, groups, metadata, offsets, produce, producer_ids
 from ottla.broker.server import Chunks, Connection, unsupported_error_body
 from ottla.protocol import (
     SUPPORTED_APIS,
@@ -69,6 +69,17 @@ HANDLERS: dict[int, Handler] = {
     37: admin.handle_create_partitions,
     44: admin.handle_incremental_alter_configs,
     60: metadata.handle_describe_cluster,
+    8: groups.handle_offset_commit,
+    9: groups.handle_offset_fetch,
+    10: groups.handle_find_coordinator,
+    11: groups.handle_join_group,
+    12: groups.handle_heartbeat,
+    13: groups.handle_leave_group,
+    14: groups.handle_sync_group,
+    15: groups.handle_describe_groups,
+    16: groups.handle_list_groups,
+    42: groups.handle_delete_groups,
+    47: groups.handle_offset_delete,
 }
 
 

@@ -1,0 +1,325 @@
+"""The group coordinator shell: futures, one timer, `__consumer_offsets` I/O.
+
+It makes no Kafka decisions (those are in `state.py`); for every request it:
+
+1. hands the input to `GroupCoordinatorState` with `now_ms` (and, for JoinGroup, a
+   fresh random member id suffix) and gets `Effects` back;
+2. persists `effects.records` to the group's partition of `__consumer_offsets`
+   (synchronous appends on the event loop, so nothing interleaves);
+3. resolves the futures of delayed JoinGroup/SyncGroup requests named by
+   `effects.replies`;
+4. arms one timer (`loop.call_at`) for `effects.deadline_ms`, whose callback runs
+   `tick` through the same steps.
+
+`__consumer_offsets` is created on first use (FindCoordinator or the first record
+to persist) with `offsets.topic.num.partitions` partitions, `cleanup.policy=compact`
+and a replication factor of `offsets.topic.replication.factor` capped by the live
+brokers (a single node serves itself). A group lives in partition
+`(java_string_hashcode(group_id) & 0x7fffffff) % partitions`, as in Kafka. At startup
+`load()` reads every partition; the latest record per key wins, tombstones delete.
+
+Simplification: an append that fails (a disk error) is logged and the request is
+still answered from the in-memory state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ottla.broker.groups.records import (
+    GroupMetadataKey,
+    GroupMetadataValue,
+    OffsetCommitKey,
+    OffsetCommitValue,
+    RecordDecodeError,
+    decode_group_metadata_value,
+    decode_key,
+    decode_offset_commit_value,
+    encode_group_metadata_value,
+    encode_key,
+    encode_offset_commit_value,
+)
+from ottla.broker.groups.state import (
+    CoordinatorRecord,
+    Effects,
+    GroupConfig,
+    GroupCoordinatorState,
+    JoinRequest,
+    JoinResult,
+    SyncResult,
+)
+from ottla.cluster import NewTopic, TopicDefaults, create_topics
+from ottla.protocol import ProtocolError, Record, build_batch, decode_records, iter_batches
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+
+__all__ = ["OFFSETS_TOPIC", "GroupCoordinator", "java_string_hashcode"]
+
+log = structlog.get_logger("ottla.groups")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+_LOAD_READ_BYTES = 4 * 1024 * 1024
+
+
+def java_string_hashcode(text: str) -> int:
+    """Java's `String.hashCode()` (over UTF-16 code units, int32 arithmetic)."""
+    value = 0
+    encoded = text.encode("utf-16-be")
+    for index in range(0, len(encoded), 2):
+        value = (31 * value + ((encoded[index] << 8) | encoded[index + 1])) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def group_config(broker: Broker) -> GroupConfig:
+    config = broker.config
+    return GroupConfig(
+        initial_rebalance_delay_ms=int(config.get("group.initial.rebalance.delay.ms")),
+        min_session_timeout_ms=int(config.get("group.min.session.timeout.ms")),
+        max_session_timeout_ms=int(config.get("group.max.session.timeout.ms")),
+        max_size=int(config.get("group.max.size")),
+        offsets_retention_ms=int(config.get("offsets.retention.minutes")) * 60_000,
+    )
+
+
+class GroupCoordinator:
+    """Owns the classic groups of this node and turns their effects into I/O."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.state = GroupCoordinatorState(group_config(broker))
+        self._tokens = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline_ms: int | None = None
+        self._stopped = False
+
+    # -- the offsets topic ---------------------------------------------------------------
+
+    @property
+    def num_partitions(self) -> int:
+        topic = self.broker.image.topic(OFFSETS_TOPIC)
+        if topic is not None:
+            return len(topic.partitions)
+        return int(self.broker.config.get("offsets.topic.num.partitions"))
+
+    def partition_for(self, group_id: str) -> int:
+        return (java_string_hashcode(group_id) & 0x7FFFFFFF) % self.num_partitions
+
+    def ensure_topic(self) -> None:
+        """Create `__consumer_offsets` through the controller rules if it is missing."""
+        broker = self.broker
+        if broker.image.topic(OFFSETS_TOPIC) is not None:
+            return
+        live = broker.live_broker_ids()
+        replication = min(int(broker.config.get("offsets.topic.replication.factor")), len(live))
+        new_topic = NewTopic(
+            OFFSETS_TOPIC,
+            num_partitions=int(broker.config.get("offsets.topic.num.partitions")),
+            replication_factor=max(replication, 1),
+            configs={
+                "cleanup.policy": "compact",
+                "segment.bytes": str(broker.config.get("offsets.topic.segment.bytes")),
+            },
+        )
+        records, results = create_topics(
+            broker.image,
+            [new_topic],
+            TopicDefaults(num_partitions=1, replication_factor=1),
+            live,
+            lambda _name, _value: None,
+            uuid.uuid4,
+            placement_start=len(broker.image.topics_by_name),
+        )
+        if not records:
+            log.error("offsets_topic_not_created", error=results[0].error_message)
+            return
+        broker.append_metadata(records)
+        log.info("offsets_topic_created", partitions=new_topic.num_partitions)
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Restore groups and offsets from `__consumer_offsets` (before serving)."""
+        topic = self.broker.image.topic(OFFSETS_TOPIC)
+        if topic is None:
+            return
+        metadata: dict[str, GroupMetadataValue | None] = {}
+        offsets: dict[str, dict[tuple[str, int], OffsetCommitValue | None]] = {}
+        count = 0
+        for index in sorted(topic.partitions):
+            for key, value in self._read_partition(index):
+                count += 1
+                try:
+                    decoded = decode_key(key)
+                    if isinstance(decoded, OffsetCommitKey):
+                        entry = None if value is None else decode_offset_commit_value(value)
+                        group_offsets = offsets.setdefault(decoded.group, {})
+                        group_offsets[(decoded.topic, decoded.partition)] = entry
+                    elif isinstance(decoded, GroupMetadataKey):
+                        group = None if value is None else decode_group_metadata_value(value)
+                        metadata[decoded.group] = group
+                except RecordDecodeError as error:
+                    log.warning("offsets_record_skipped", partition=index, error=str(error))
+        now = self.broker.clock()
+        loaded = 0
+        for group_id in sorted(set(metadata) | set(offsets)):
+            live_offsets = {k: v for k, v in offsets.get(group_id, {}).items() if v is not None}
+            group_value = metadata.get(group_id)
+            if group_value is None and not live_offsets:
+                continue
+            self.state.load(group_id, group_value, live_offsets, now)
+            loaded += 1
+        self._arm(self.state.next_deadline_ms())
+        log.info("groups_loaded", groups=loaded, records=count)
+
+    def _read_partition(self, index: int) -> Iterable[tuple[bytes, bytes | None]]:
+        partition = self.broker.partition(OFFSETS_TOPIC, index)
+        if partition is None:
+            return
+        offset = partition.log_start_offset
+        while offset < partition.log_end_offset:
+            result = partition.read(offset, _LOAD_READ_BYTES, True)
+            if result is None:
+                return
+            with result:
+                data = bytes(result.records)
+                next_offset = result.next_offset
+            try:
+                for batch in iter_batches(data):
+                    if batch.is_control or batch.last_offset < offset:
+                        continue
+                    for record in decode_records(batch):
+                        if record.key is not None:
+                            yield record.key, record.value
+            except ProtocolError as error:
+                log.error("offsets_partition_unreadable", partition=index, error=str(error))
+                return
+            if next_offset <= offset:
+                return
+            offset = next_offset
+
+    # -- requests ------------------------------------------------------------------------
+
+    def join(self, group_id: str, request: JoinRequest) -> asyncio.Future[JoinResult]:
+        token, future = self._waiter()
+        self._apply(self.state.join(group_id, request, token, self.broker.clock()))
+        return future
+
+    def sync(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: Sequence[tuple[str, bytes]],
+    ) -> asyncio.Future[SyncResult]:
+        token, future = self._waiter()
+        effects = self.state.sync(
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id,
+            protocol_type,
+            protocol_name,
+            assignments,
+            token,
+            self.broker.clock(),
+        )
+        self._apply(effects)
+        return future
+
+    def apply(self, effects: Effects) -> None:
+        """Carry out the effects of a state call made by a handler."""
+        self._apply(effects)
+
+    @staticmethod
+    def new_member_suffix() -> str:
+        return str(uuid.uuid4())
+
+    def _waiter(self) -> tuple[int, asyncio.Future[Any]]:
+        token = next(self._tokens)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        future.add_done_callback(lambda _: self._waiting.pop(token, None))
+        return token, future
+
+    # -- effects -------------------------------------------------------------------------
+
+    def _apply(self, effects: Effects) -> None:
+        if effects.records:
+            self._persist(effects.records)
+        for token, result in effects.replies:
+            future = self._waiting.pop(token, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+        self._arm(effects.deadline_ms)
+
+    def _persist(self, records: Sequence[CoordinatorRecord]) -> None:
+        self.ensure_topic()
+        now = self.broker.clock()
+        by_partition: dict[int, list[Record]] = {}
+        for key, value in records:
+            if value is None:
+                encoded_value = None
+            elif isinstance(value, OffsetCommitValue):
+                encoded_value = encode_offset_commit_value(value)
+            else:
+                encoded_value = encode_group_metadata_value(value)
+            index = self.partition_for(key.group)
+            by_partition.setdefault(index, []).append(Record(encode_key(key), encoded_value))
+        for index, items in by_partition.items():
+            partition = self.broker.partition(OFFSETS_TOPIC, index)
+            if partition is None:
+                log.error("offsets_partition_missing", partition=index)
+                continue
+            batch = build_batch(items, base_timestamp=now)
+            outcome = partition.append_records(bytes(batch), now)
+            if outcome.error_code.value != 0:
+                log.error(
+                    "offsets_append_failed",
+                    partition=index,
+                    error_code=outcome.error_code.name,
+                    error=outcome.error_message,
+                )
+
+    # -- the timer -----------------------------------------------------------------------
+
+    def _arm(self, deadline_ms: int | None) -> None:
+        if self._stopped or deadline_ms == self._timer_deadline_ms:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline_ms = deadline_ms
+        if deadline_ms is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay_s = max(deadline_ms - self.broker.clock(), 0) / 1000
+        self._timer = loop.call_at(loop.time() + delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline_ms = None
+        try:
+            self._apply(self.state.tick(self.broker.clock()))
+        except Exception as error:  # a task boundary: log, keep the loop alive
+            log.error("group_timer_failed", error=repr(error), exc_info=error)
+            self._arm(self.state.next_deadline_ms())
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for future in list(self._waiting.values()):
+            future.cancel()
+        self._waiting.clear()

@@ -1,0 +1,632 @@
+"""Classic group coordinator APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups,
+DeleteGroups.
+
+Each handler turns a kio request into inputs of `ottla.broker.groups.state` (through
+the broker's `GroupCoordinator`) and the outcome into the response of the requested
+version. Kafka decisions live in the state machine; what is decided here is only what
+Kafka decides in KafkaApis before its coordinator sees a request (unknown topics).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ottla.broker.groups.state import (
+    GroupState,
+    JoinRequest,
+    LeaveMember,
+    OffsetAndMetadata,
+    OffsetCommitEntry,
+)
+from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.broker.handlers.metadata import broker_endpoints
+from ottla.protocol import DecodedRequest, ErrorCode
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.groups.coordinator import GroupCoordinator
+    from ottla.broker.server import Connection
+
+__all__ = [
+    "handle_delete_groups",
+    "handle_describe_groups",
+    "handle_find_coordinator",
+    "handle_heartbeat",
+    "handle_join_group",
+    "handle_leave_group",
+    "handle_list_groups",
+    "handle_offset_commit",
+    "handle_offset_delete",
+    "handle_offset_fetch",
+    "handle_sync_group",
+]
+
+GROUP_KEY_TYPE = 0
+TRANSACTION_KEY_TYPE = 1
+_OPERATIONS_NOT_REQUESTED = -2147483648
+# Kafka's AclOperation codes a group supports: READ (3), DELETE (6), DESCRIBE (8).
+_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+_ZERO_UUID = uuid.UUID(int=0)
+
+
+def _ms(value: datetime.timedelta | int) -> int:
+    if isinstance(value, datetime.timedelta):
+        return value // datetime.timedelta(milliseconds=1)
+    return int(value)
+
+
+def _coordinator(broker: Broker) -> GroupCoordinator:
+    groups: GroupCoordinator = broker.groups
+    return groups
+
+
+def _client_host(connection: Connection) -> str:
+    host = connection.peer.rsplit(":", 1)[0]
+    return f"/{host}"
+
+
+# -- FindCoordinator -----------------------------------------------------------------------
+
+
+def handle_find_coordinator(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """FindCoordinator v0-v6.
+
+    v1 adds key_type (0 GROUP, 1 TRANSACTION) and error_message; v4 batches keys in
+    `coordinator_keys` and answers one Coordinator per key. On one node every key's
+    coordinator is this node. A GROUP lookup creates `__consumer_offsets` if it is
+    missing (as Kafka does). Another key type is INVALID_REQUEST.
+    Simplified: no authorization (no GROUP/TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+    """
+    body = request.body
+    version = request.api_version
+    key_type = int(getattr(body, "key_type", GROUP_KEY_TYPE))
+    if key_type == GROUP_KEY_TYPE:
+        _coordinator(broker).ensure_topic()
+    node_id, host, port = -1, "", -1
+    for node, node_host, node_port, _ in broker_endpoints(broker):
+        if node == broker.node_id:
+            node_id, host, port = node, node_host, node_port
+    error = ErrorCode.none
+    message = None
+    if key_type not in (GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE):
+        error, message = ErrorCode.invalid_request, f"Unknown coordinator type {key_type}"
+    elif node_id < 0:
+        error = ErrorCode.coordinator_not_available
+    if error is not ErrorCode.none:
+        node_id, host, port = -1, "", -1
+    if version < 4:
+        return make(
+            response_type(request),
+            throttle_time=NO_THROTTLE,
+            error_code=error,
+            error_message=message,
+            node_id=node_id,
+            host=host,
+            port=port,
+        )
+    module = response_module(request)
+    coordinators = tuple(
+        make(
+            module.Coordinator,
+            key=key,
+            node_id=node_id,
+            host=host,
+            port=port,
+            error_code=error,
+            error_message=message,
+        )
+        for key in body.coordinator_keys
+    )
+    return make(response_type(request), throttle_time=NO_THROTTLE, coordinators=coordinators)
+
+
+# -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------------------
+
+
+def handle_join_group(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """JoinGroup v0-v9.
+
+    v1 adds rebalance_timeout (v0: the session timeout); v4 makes a new dynamic
+    member rejoin with the id handed out by MEMBER_ID_REQUIRED (KIP-394); v5 adds
+    group_instance_id (static membership, KIP-345); v7 returns protocol_type and a
+    nullable protocol_name; v8 adds reason (logged only); v9 skip_assignment
+    (KIP-814: a returning static leader keeps the current assignment).
+    The response waits until the rebalance completes (or is answered at once on an
+    error). Simplified: no group authorization.
+    """
+    body = request.body
+    version = request.api_version
+    session_timeout_ms = _ms(body.session_timeout)
+    rebalance = getattr(body, "rebalance_timeout", None)
+    instance_id = getattr(body, "group_instance_id", None)
+    join = JoinRequest(
+        member_id=body.member_id,
+        group_instance_id=instance_id,
+        client_id=connection.client_id or "",
+        client_host=_client_host(connection),
+        session_timeout_ms=session_timeout_ms,
+        rebalance_timeout_ms=session_timeout_ms if rebalance is None else _ms(rebalance),
+        protocol_type=body.protocol_type,
+        protocols=tuple((p.name, bytes(p.metadata)) for p in body.protocols),
+        require_known_member_id=version >= 4 and not body.member_id and instance_id is None,
+        new_member_suffix=_coordinator(broker).new_member_suffix(),
+    )
+    future = _coordinator(broker).join(body.group_id, join)
+    module = response_module(request)
+    cls = response_type(request)
+
+    async def respond() -> Any:
+        result = await future
+        members = tuple(
+            make(
+                module.JoinGroupResponseMember,
+                member_id=member_id,
+                group_instance_id=instance,
+                metadata=metadata,
+            )
+            for member_id, instance, metadata in result.members
+        )
+        protocol_name = result.protocol_name
+        return make(
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=result.error,
+            generation_id=result.generation_id,
+            protocol_type=result.protocol_type,
+            protocol_name=protocol_name if version >= 7 else (protocol_name or ""),
+            leader=result.leader,
+            skip_assignment=result.skip_assignment,
+            member_id=result.member_id,
+            members=members,
+        )
+
+    return respond()
+
+
+def handle_sync_group(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """SyncGroup v0-v5.
+
+    v3 adds group_instance_id; v5 carries protocol_type and protocol_name, checked
+    against the group's (INCONSISTENT_GROUP_PROTOCOL). Followers' responses wait for
+    the leader's assignments; each member receives its own.
+    """
+    body = request.body
+    future = _coordinator(broker).sync(
+        body.group_id,
+        int(body.generation_id),
+        body.member_id,
+        getattr(body, "group_instance_id", None),
+        getattr(body, "protocol_type", None),
+        getattr(body, "protocol_name", None),
+        [(a.member_id, bytes(a.assignment)) for a in body.assignments],
+    )
+    cls = response_type(request)
+
+    async def respond() -> Any:
+        result = await future
+        return make(
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=result.error,
+            protocol_type=result.protocol_type,
+            protocol_name=result.protocol_name,
+            assignment=result.assignment,
+        )
+
+    return respond()
+
+
+def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """Heartbeat v0-v4. v3 adds group_instance_id. REBALANCE_IN_PROGRESS tells a member
+    to rejoin."""
+    body = request.body
+    coordinator = _coordinator(broker)
+    error, effects = coordinator.state.heartbeat(
+        body.group_id,
+        int(body.generation_id),
+        body.member_id,
+        getattr(body, "group_instance_id", None),
+        broker.clock(),
+    )
+    coordinator.apply(effects)
+    return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
+
+
+def handle_leave_group(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """LeaveGroup v0-v5.
+
+    v0-v2 name one member (its error is the top-level error); v3+ batch members,
+    each by member id and/or group_instance_id (KIP-345), with one error each; v5
+    adds a reason (logged only).
+    """
+    body = request.body
+    version = request.api_version
+    coordinator = _coordinator(broker)
+    if version < 3:
+        leaving = [LeaveMember(body.member_id)]
+    else:
+        leaving = [LeaveMember(m.member_id, m.group_instance_id) for m in body.members]
+    error, errors, effects = coordinator.state.leave(body.group_id, leaving, broker.clock())
+    coordinator.apply(effects)
+    if version < 3:
+        top = errors[0] if error is ErrorCode.none and errors else error
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=top)
+    module = response_module(request)
+    members = tuple(
+        make(
+            module.MemberResponse,
+            member_id=item.member_id,
+            group_instance_id=item.group_instance_id,
+            error_code=member_error,
+        )
+        for item, member_error in zip(leaving, errors, strict=False)
+    )
+    return make(
+        response_type(request), throttle_time=NO_THROTTLE, error_code=error, members=members
+    )
+
+
+# -- offsets -------------------------------------------------------------------------------
+
+
+def handle_offset_commit(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """OffsetCommit v2-v10.
+
+    v2-v4 carry retention_time (ignored, as Kafka 2.1+ does: offsets expire
+    `offsets.retention.minutes` after their group empties); v6 adds
+    committed_leader_epoch; v7 group_instance_id; v10 names topics by topic_id
+    (UNKNOWN_TOPIC_ID for an unknown id). Partitions missing from the metadata get
+    UNKNOWN_TOPIC_OR_PARTITION; metadata above 4096 bytes OFFSET_METADATA_TOO_LARGE.
+    generation -1 with an empty member id is a simple consumer storing offsets
+    without joining (only while the group is Empty).
+    """
+    body = request.body
+    module = response_module(request)
+    image = broker.image
+    coordinator = _coordinator(broker)
+    entries: list[OffsetCommitEntry] = []
+    # Per topic: (wire name or id, [(partition, error or None for "ask the group")]).
+    layout: list[tuple[Any, list[tuple[int, ErrorCode | None]]]] = []
+    for topic in body.topics:
+        topic_id = getattr(topic, "topic_id", None)
+        if topic_id is not None:
+            topic_image = image.topics_by_id.get(topic_id)
+            missing = ErrorCode.unknown_topic_id
+        else:
+            topic_image = image.topic(topic.name)
+            missing = ErrorCode.unknown_topic_or_partition
+        partitions: list[tuple[int, ErrorCode | None]] = []
+        for item in topic.partitions:
+            index = int(item.partition_index)
+            if topic_image is None or index not in topic_image.partitions:
+                partitions.append((index, missing))
+                continue
+            partitions.append((index, None))
+            entries.append(
+                OffsetCommitEntry(
+                    topic=topic_image.name,
+                    partition=index,
+                    offset=int(item.committed_offset),
+                    leader_epoch=int(getattr(item, "committed_leader_epoch", -1)),
+                    metadata=item.committed_metadata,
+                )
+            )
+        layout.append((topic_id if topic_id is not None else topic.name, partitions))
+    errors, effects = coordinator.state.commit_offsets(
+        body.group_id,
+        int(body.generation_id_or_member_epoch),
+        body.member_id,
+        getattr(body, "group_instance_id", None),
+        entries,
+        broker.clock(),
+    )
+    coordinator.apply(effects)
+    answers = iter(errors)
+    topics = []
+    for key, partitions in layout:
+        items = tuple(
+            make(
+                module.OffsetCommitResponsePartition,
+                partition_index=index,
+                error_code=error if error is not None else next(answers),
+            )
+            for index, error in partitions
+        )
+        topics.append(_commit_topic(module, key, items))
+    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+def _commit_topic(module: Any, key: Any, partitions: tuple[Any, ...]) -> Any:
+    if isinstance(key, uuid.UUID):
+        return make(module.OffsetCommitResponseTopic, topic_id=key, partitions=partitions)
+    return make(module.OffsetCommitResponseTopic, name=key, partitions=partitions)
+
+
+def _fetch_partition(
+    cls: type[Any], index: int, value: OffsetAndMetadata | None, error: ErrorCode
+) -> Any:
+    return make(
+        cls,
+        partition_index=index,
+        committed_offset=value.offset if value is not None else -1,
+        committed_leader_epoch=value.leader_epoch if value is not None else -1,
+        metadata=value.metadata if value is not None else "",
+        error_code=error,
+    )
+
+
+def _fetch_group(
+    broker: Broker, group_id: str, topics: Any, by_id: bool
+) -> tuple[ErrorCode, list[tuple[Any, list[tuple[int, OffsetAndMetadata | None, ErrorCode]]]]]:
+    """(group error, [(topic name or id, [(partition, offset, error)])]) of one group."""
+    image = broker.image
+    state = _coordinator(broker).state
+    if topics is None:
+        error, found = state.fetch_offsets(group_id, None)
+        grouped: dict[Any, list[tuple[int, OffsetAndMetadata | None, ErrorCode]]] = {}
+        for (committed_topic, index), value in found.items():
+            key: Any = committed_topic
+            if by_id:
+                topic_image = image.topic(committed_topic)
+                if topic_image is None:
+                    continue
+                key = topic_image.topic_id
+            grouped.setdefault(key, []).append((index, value, ErrorCode.none))
+        return error, list(grouped.items())
+    wanted: list[tuple[str, int]] = []
+    layout: list[tuple[Any, list[tuple[int, str | None]]]] = []
+    for topic in topics:
+        name: str | None = None
+        if by_id:
+            topic_image = image.topics_by_id.get(topic.topic_id)
+            name = topic_image.name if topic_image is not None else None
+            key = topic.topic_id
+        else:
+            name = key = topic.name
+        indexes = [int(i) for i in topic.partition_indexes]
+        layout.append((key, [(i, name) for i in indexes]))
+        if name is not None:
+            wanted += [(name, i) for i in indexes]
+    error, found = state.fetch_offsets(group_id, wanted)
+    result = []
+    for key, items in layout:
+        partitions: list[tuple[int, OffsetAndMetadata | None, ErrorCode]] = []
+        for index, known in items:
+            if known is None:
+                partitions.append((index, None, ErrorCode.unknown_topic_id))
+            else:
+                partitions.append((index, found.get((known, index)), ErrorCode.none))
+        result.append((key, partitions))
+    return error, result
+
+
+def handle_offset_fetch(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """OffsetFetch v1-v10.
+
+    v2 allows topics=null (every committed partition) and adds a top-level error;
+    v5 adds committed_leader_epoch; v7 require_stable; v8 batches groups; v9 adds
+    member_id/member_epoch (KIP-848 consumer groups; ignored for classic groups);
+    v10 names topics by topic_id. A partition with no committed offset answers -1
+    and empty metadata. Simplified: require_stable never waits (ottla has no
+    transactional offset commits yet, so nothing is pending).
+    """
+    body = request.body
+    version = request.api_version
+    module = response_module(request)
+    by_id = version >= 10
+    if version < 8:
+        error, topics = _fetch_group(broker, body.group_id, body.topics, by_id=False)
+        items = tuple(
+            make(
+                module.OffsetFetchResponseTopic,
+                name=key,
+                partitions=tuple(
+                    _fetch_partition(module.OffsetFetchResponsePartition, i, v, e)
+                    for i, v, e in partitions
+                ),
+            )
+            for key, partitions in topics
+        )
+        return make(
+            response_type(request), throttle_time=NO_THROTTLE, topics=items, error_code=error
+        )
+    groups = []
+    for group in body.groups:
+        error, topics = _fetch_group(broker, group.group_id, group.topics, by_id=by_id)
+        items = tuple(
+            make(
+                module.OffsetFetchResponseTopics,
+                name=key,
+                topic_id=key,
+                partitions=tuple(
+                    _fetch_partition(module.OffsetFetchResponsePartitions, i, v, e)
+                    for i, v, e in partitions
+                ),
+            )
+            for key, partitions in topics
+        )
+        groups.append(
+            make(
+                module.OffsetFetchResponseGroup,
+                group_id=group.group_id,
+                topics=items,
+                error_code=error,
+            )
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, groups=tuple(groups))
+
+
+def handle_offset_delete(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """OffsetDelete v0 (KIP-496).
+
+    Deletes committed offsets of partitions the group is not subscribed to: an
+    Empty group's always; for a live "consumer" group, topics absent from every
+    member's subscription (else GROUP_SUBSCRIBED_TO_TOPIC; other protocol types
+    count as subscribed to everything). Unknown group: GROUP_ID_NOT_FOUND; unknown
+    partitions: UNKNOWN_TOPIC_OR_PARTITION.
+    """
+    body = request.body
+    module = response_module(request)
+    image = broker.image
+    coordinator = _coordinator(broker)
+    wanted: list[tuple[str, int]] = []
+    layout: list[tuple[str, list[tuple[int, ErrorCode | None]]]] = []
+    for topic in body.topics:
+        topic_image = image.topic(topic.name)
+        partitions: list[tuple[int, ErrorCode | None]] = []
+        for item in topic.partitions:
+            index = int(item.partition_index)
+            if topic_image is None or index not in topic_image.partitions:
+                partitions.append((index, ErrorCode.unknown_topic_or_partition))
+            else:
+                partitions.append((index, None))
+                wanted.append((topic.name, index))
+        layout.append((topic.name, partitions))
+    error, errors, effects = coordinator.state.delete_offsets(body.group_id, wanted)
+    coordinator.apply(effects)
+    if error is not ErrorCode.none:
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error, topics=())
+    answers = iter(errors)
+    topics = tuple(
+        make(
+            module.OffsetDeleteResponseTopic,
+            name=name,
+            partitions=tuple(
+                make(
+                    module.OffsetDeleteResponsePartition,
+                    partition_index=index,
+                    error_code=item_error if item_error is not None else next(answers),
+                )
+                for index, item_error in partitions
+            ),
+        )
+        for name, partitions in layout
+    )
+    return make(
+        response_type(request), throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=topics
+    )
+
+
+# -- group administration ----------------------------------------------------------------------
+
+
+def handle_describe_groups(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """DescribeGroups v0-v6.
+
+    v3 adds include_authorized_operations (answered with READ, DELETE, DESCRIBE:
+    there are no ACLs); v4 group_instance_id of members; v6 error_message and
+    GROUP_ID_NOT_FOUND for an unknown group (earlier versions: state Dead, no
+    error). Member metadata and assignments are filled in for Stable groups only,
+    and protocol_data names the protocol then, as Kafka does.
+    """
+    body = request.body
+    version = request.api_version
+    module = response_module(request)
+    state = _coordinator(broker).state
+    operations = (
+        _GROUP_OPERATIONS
+        if getattr(body, "include_authorized_operations", False)
+        else _OPERATIONS_NOT_REQUESTED
+    )
+    groups = []
+    for group_id in body.groups:
+        summary = state.describe(group_id) if group_id else None
+        if summary is None:
+            if not group_id:
+                error, message = ErrorCode.invalid_group_id, "Group id must not be empty"
+            elif version >= 6:
+                error, message = ErrorCode.group_id_not_found, f"Group {group_id} not found."
+            else:
+                error, message = ErrorCode.none, None
+            groups.append(
+                make(
+                    module.DescribedGroup,
+                    error_code=error,
+                    error_message=message,
+                    group_id=group_id,
+                    group_state=GroupState.DEAD.value,
+                    protocol_type="",
+                    protocol_data="",
+                    members=(),
+                    authorized_operations=operations,
+                )
+            )
+            continue
+        members = tuple(
+            make(
+                module.DescribedGroupMember,
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_metadata=m.metadata,
+                member_assignment=m.assignment,
+            )
+            for m in summary.members
+        )
+        groups.append(
+            make(
+                module.DescribedGroup,
+                error_code=ErrorCode.none,
+                error_message=None,
+                group_id=group_id,
+                group_state=summary.state.value,
+                protocol_type=summary.protocol_type,
+                protocol_data=summary.protocol_name,
+                members=members,
+                authorized_operations=operations,
+            )
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, groups=tuple(groups))
+
+
+def handle_list_groups(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """ListGroups v0-v5.
+
+    v4 adds states_filter and group_state; v5 types_filter and group_type (every
+    group here is "classic"). Filters compare case-insensitively, as Kafka does.
+    """
+    body = request.body
+    module = response_module(request)
+    states = {s.lower() for s in getattr(body, "states_filter", ())}
+    types = {t.lower() for t in getattr(body, "types_filter", ())}
+    groups = []
+    if not types or "classic" in types:
+        for summary in _coordinator(broker).state.list_groups():
+            if states and summary.state.value.lower() not in states:
+                continue
+            groups.append(
+                make(
+                    module.ListedGroup,
+                    group_id=summary.group_id,
+                    protocol_type=summary.protocol_type,
+                    group_state=summary.state.value,
+                    group_type="classic",
+                )
+            )
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        groups=tuple(groups),
+    )
+
+
+def handle_delete_groups(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """DeleteGroups v0-v2.
+
+    Only Empty groups are deleted (NON_EMPTY_GROUP otherwise); their offsets and
+    metadata get tombstones in `__consumer_offsets`. Unknown: GROUP_ID_NOT_FOUND;
+    empty id: INVALID_GROUP_ID.
+    """
+    module = response_module(request)
+    coordinator = _coordinator(broker)
+    results = []
+    for group_id in request.body.groups_names:
+        error, effects = coordinator.state.delete_group(group_id)
+        coordinator.apply(effects)
+        results.append(make(module.DeletableGroupResult, group_id=group_id, error_code=error))
+    return make(response_type(request), throttle_time=NO_THROTTLE, results=tuple(results))
