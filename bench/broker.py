@@ -155,6 +155,14 @@ class BrokerProcess:
             return ""
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def log_problems(self, lines: int = 40) -> str:
+        """The log's last lines that are not routine info lines."""
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        keep = [line for line in text if '"level": "info"' not in line and "|BGQUEUE|" not in line]
+        return "\n".join(keep[-lines:])
+
     def status(self) -> dict[str, int]:
         """VmRSS, VmHWM, RssAnon, RssFile (kB) from /proc/PID/status."""
         fields: dict[str, int] = {}
@@ -529,6 +537,7 @@ class Run:
             message = f"{broker.name}: {what}: {type(error).__name__}: {error}"
             self.failures.append(message)
             print(f"!! {message}", flush=True)
+            print(f"!! {broker.name} log, warnings and errors:\n{broker.log_problems()}")
             if dead:
                 print(f"!! {broker.name} log tail:\n{broker.log_tail()}", flush=True)
 
@@ -815,6 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.keep:
             print(f"work dir kept: {work}")
+        elif run.failures:
+            for data in work.glob("*-data"):
+                shutil.rmtree(data, ignore_errors=True)
+            print(f"failures: broker logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     print()
