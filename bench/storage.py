@@ -6,7 +6,8 @@ Measures, on the disk holding `--dir` (default: a temporary directory):
    (validate CRC, copy into the mmap'd segment, assign offsets), against plain
    sequential `os.write()` of the same bytes to a file in the same directory, in the
    same run; both without fsync in the loop, then both including a final fsync
-   (runs interleaved, `os.sync()` before each, medians of three); also with a
+   (runs interleaved in rotating order, `os.sync()` before each, files deleted only
+   after all runs of a batch size, medians of three); also with a
    pre-validated `RecordBatchView`, the broker's path (its produce handler has
    already checked the CRC, so storage does not repeat it);
 2. read throughput: `Log.read` over the whole log, first pass (CRC-verifies each
@@ -86,7 +87,6 @@ def _append_ottla(
     log.flush()
     synced_s = time.perf_counter() - started
     log.close()
-    shutil.rmtree(directory)
     return loop_s, synced_s
 
 
@@ -99,7 +99,6 @@ def _append_plain(path: Path, batch: bytes, count: int) -> tuple[float, float]:
     os.fsync(fd)
     synced_s = time.perf_counter() - started
     os.close(fd)
-    path.unlink()
     return loop_s, synced_s
 
 
@@ -114,16 +113,26 @@ def bench_append(root: Path, total_bytes: int, repeats: int) -> list[str]:
     for batch_bytes in (KIB, 16 * KIB, MIB):
         batch = _batch_of(batch_bytes)
         count = max(1, total_bytes // batch_bytes)
-        ottla_runs, view_runs, plain_runs = [], [], []
-        for _ in range(repeats):
-            os.sync()
-            ottla_runs.append(_append_ottla(root / f"append-{batch_bytes}", batch, count))
-            os.sync()
-            view_runs.append(
-                _append_ottla(root / f"view-{batch_bytes}", batch, count, as_view=True)
-            )
-            os.sync()
-            plain_runs.append(_append_plain(root / f"plain-{batch_bytes}.bin", batch, count))
+        ottla_runs: list[tuple[float, float]] = []
+        view_runs: list[tuple[float, float]] = []
+        plain_runs: list[tuple[float, float]] = []
+        kinds = ["bytes", "view", "plain"]
+        for repeat in range(repeats):
+            # Rotate the order, and delete files only after all runs of a size: the
+            # first write after freeing a large file is measurably slower here.
+            for kind in kinds[repeat % 3 :] + kinds[: repeat % 3]:
+                os.sync()
+                target = root / f"{kind}-{batch_bytes}-{repeat}"
+                if kind == "plain":
+                    plain_runs.append(_append_plain(target, batch, count))
+                else:
+                    runs = ottla_runs if kind == "bytes" else view_runs
+                    runs.append(_append_ottla(target, batch, count, as_view=kind == "view"))
+        for path in root.glob(f"*-{batch_bytes}-*"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         ottla_s = statistics.median(run[0] for run in ottla_runs)
         ottla_sync_s = statistics.median(run[1] for run in ottla_runs)
         view_s = statistics.median(run[0] for run in view_runs)

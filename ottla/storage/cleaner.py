@@ -40,7 +40,14 @@ from pathlib import Path
 
 import structlog
 
-from ottla.protocol import Compression, Record, RecordBatchView, build_batch, decode_records
+from ottla.protocol import (
+    Compression,
+    Record,
+    RecordBatchView,
+    TimestampType,
+    build_batch,
+    decode_records,
+)
 from ottla.storage.checkpoints import fsync_directory, remove_file
 from ottla.storage.config import LogConfig
 from ottla.storage.log import Log
@@ -212,7 +219,11 @@ def _filter_batch(
         if record.key is not None and latest.get(record.key) != offset:
             continue
         if record.value is None:
-            timestamp = batch.base_timestamp + record.timestamp_delta
+            timestamp = (
+                batch.max_timestamp
+                if batch.timestamp_type is TimestampType.LOG_APPEND_TIME
+                else batch.base_timestamp + record.timestamp_delta
+            )
             if timestamp + job.config.delete_retention_ms <= job.now_ms:
                 continue
         kept.append(record)

@@ -316,7 +316,7 @@ class Log:
                     path=str(segment.log_path),
                     position=scanner.end_position,
                     next_offset=segment.next_offset,
-                    dropped_bytes=file_bytes - scanner.end_position,
+                    file_bytes=file_bytes,
                     reason=scanner.stop_reason,
                 )
                 for later in bases[index + 1 :]:
@@ -342,8 +342,8 @@ class Log:
             cache = LeaderEpochCache(self.directory)
             for batch in self.iter_batch_headers():
                 cache.assign(batch.partition_leader_epoch, batch.base_offset, persist=False)
-            if cache.entries:
-                cache.save()
+            if cache.entries or self.log_end_offset > self.log_start_offset:
+                cache.save()  # even empty: the next open must not scan the log again
         else:
             cache.truncate_from_end(self.log_end_offset)
             cache.truncate_from_start(self.log_start_offset)
