@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import structlog
 
@@ -44,6 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NeverFailingStream:
+    """stderr for log lines: a log line that cannot be written is dropped.
+
+    A broker whose log goes to a full disk (or a closed pipe) must keep serving;
+    losing a log line is better than failing the request that logged it.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+
 def configure_logging(level: str, style: str) -> None:
     """structlog: key=value on a terminal, JSON otherwise (or as `log.format` says)."""
     json_output = style == "json" or (style == "auto" and not sys.stderr.isatty())
@@ -62,7 +85,7 @@ def configure_logging(level: str, style: str) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_NeverFailingStream(sys.stderr)),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 
