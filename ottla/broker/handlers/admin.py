@@ -195,6 +195,15 @@ def handle_create_partitions(
     return make(response_type(request), throttle_time=NO_THROTTLE, results=tuple(results))
 
 
+# Topic configs whose default comes from several broker properties (Kafka's
+# synonyms), e.g. retention.ms from log.retention.{ms,minutes,hours}.
+_BROKER_SYNONYMS: dict[str, tuple[str | None, ...]] = {
+    "retention.ms": ("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
+    "segment.ms": ("log.roll.ms", "log.roll.hours"),
+    "flush.ms": ("log.flush.interval.ms",),
+}
+
+
 def _topic_config_entries(
     broker: Broker, own: dict[str, str]
 ) -> list[tuple[str, str | None, int, str]]:
@@ -206,8 +215,8 @@ def _topic_config_entries(
             value: str | None = own[name]
         else:
             value = broker.config.topic_default(name)
-            broker_key = definition.broker_default
-            explicit = broker_key is not None and broker.config.is_explicit(broker_key)
+            broker_keys = _BROKER_SYNONYMS.get(name, (definition.broker_default,))
+            explicit = any(k is not None and broker.config.is_explicit(k) for k in broker_keys)
             source = STATIC_BROKER_CONFIG if explicit else DEFAULT_CONFIG
         entries.append((name, value, source, definition.type))
     return entries
