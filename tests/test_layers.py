@@ -29,6 +29,8 @@ PURE = [
     "storage/retention.py",
     "cluster/raft/state.py",
     "cluster/raft/core.py",
+    "cluster/raft/memlog.py",
+    "cluster/raft/messages.py",
     "cluster/metadata/image.py",
     "cluster/controller/rules.py",
     "cluster/controller/placement.py",
