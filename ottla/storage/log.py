@@ -349,6 +349,13 @@ class Log:
             cache.truncate_from_start(self.log_start_offset)
         self.epoch_cache = cache
 
+    def update_config(self, config: LogConfig) -> None:
+        """Apply changed topic settings (AlterConfigs); they take effect from the next
+        append, roll, retention or compaction (index capacities at the next roll)."""
+        self.config = config
+        for segment in self.segments:
+            segment.config = config
+
     # -- state ----------------------------------------------------------------------------
 
     @property

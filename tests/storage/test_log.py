@@ -261,6 +261,18 @@ def test_follower_append_keeps_offsets_and_checks_them(tmp_path: Path) -> None:
     log.close()
 
 
+def test_update_config_takes_effect(tmp_path: Path) -> None:
+    log = Log.open(tmp_path / "t-0")
+    log.append(make_batch(1, value_bytes=2000), now_ms=0)
+    with pytest.raises(ProtocolError):
+        log.update_config(LogConfig(max_message_bytes=1000))
+        log.append(make_batch(1, value_bytes=2000), now_ms=0)
+    log.update_config(LogConfig(segment_bytes=1024))
+    log.append(make_batch(1, value_bytes=100), now_ms=0)
+    assert len(log.segments) == 2
+    log.close()
+
+
 def test_segment_ms_rolls_by_batch_timestamps(tmp_path: Path) -> None:
     log = Log.open(tmp_path / "t-0", LogConfig(segment_ms=1000))
     log.append(make_batch(1, timestamp_ms=10_000), now_ms=0)
