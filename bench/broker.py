@@ -806,7 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     scale = QUICK if args.quick else FULL
     groups = set(args.only or ("produce", "consume", "latency", "rss"))
-    work = Path(tempfile.mkdtemp(prefix="ottla-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-broker-ottla-tansu-"))
     brokers = [ottla_process(work), tansu_process(work)]
     run = Run(brokers, scale)
     progress(f"work dir {work}; {os.cpu_count()} cores shared by both brokers and the client")
