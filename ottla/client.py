@@ -26,8 +26,8 @@ from ottla.protocol import (
     decode_response,
     encode_request,
     make,
+    make_spec,
 )
-from ottla.protocol.apis import make_spec
 
 __all__ = ["Client", "ClientError"]
 

@@ -7,7 +7,13 @@ Frames (`FrameDecoder`), request/response headers, the API registry
 exception type for bad input (`ProtocolError`).
 """
 
-from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec, build_api_versions_response
+from ottla.protocol.apis import (
+    SUPPORTED_APIS,
+    ApiRegistry,
+    ApiSpec,
+    build_api_versions_response,
+    make_spec,
+)
 from ottla.protocol.codec import (
     ChunkWriter,
     DecodedRequest,
@@ -91,5 +97,6 @@ __all__ = [
     "has_field",
     "iter_batches",
     "make",
+    "make_spec",
     "peek_batch_size",
 ]
