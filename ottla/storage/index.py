@@ -9,10 +9,13 @@
   offset is the base offset of the batch that first reached it, so timestamps strictly
   increase along the file.
 
-An index is written only by its segment's owner. While its segment is active, the
-file is extended to its capacity (`segment.index.bytes`, sparse) and mapped writable;
-`trim()` cuts it to its real entries when the segment is rolled or closed. Index maps
-are never handed out as views, so they can always be closed or remapped.
+An index is written only by its segment's owner. While its segment is active, its
+entries live in memory (a bytearray mirror, searched directly) and are written to the
+file with `pwrite` as they are added: a store into a sparse mapped page on a full
+disk is a SIGBUS that kills the process, a `pwrite` is an OSError the broker answers
+with KAFKA_STORAGE_ERROR. `segment.index.bytes` caps the entries (a full index rolls
+the segment). Sealed indexes are mapped read-only on demand; index maps are never
+handed out as views, so they can always be closed.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ class _MappedIndex:
         self.entries = 0
         self._map: mmap.mmap | None = None
         self._capacity_entries = 0
-        self._writable = False
+        self._fd: int | None = None
+        self._mirror: bytearray | None = None
+        self._written_entries = 0
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -51,20 +56,24 @@ class _MappedIndex:
         return size % self.ENTRY.size == 0
 
     def open_writable(self, capacity_bytes: int) -> None:
-        """Extend the file to `capacity_bytes` (sparse) and map it for appends."""
+        """Open for appends, at most `capacity_bytes` of entries (a full index rolls)."""
         self.close()
         entry_bytes = self.ENTRY.size
-        capacity = max(capacity_bytes // entry_bytes, self.entries + 1) * entry_bytes
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            os.ftruncate(fd, capacity)
-            self._map = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
-        finally:
+            existing = os.pread(fd, self.entries * entry_bytes, 0)
+        except BaseException:
             os.close(fd)
-        self._capacity_entries = capacity // entry_bytes
-        self._writable = True
+            raise
+        self._fd = fd
+        self._mirror = bytearray(existing)
+        self.entries = len(existing) // entry_bytes
+        self._written_entries = self.entries
+        self._capacity_entries = max(capacity_bytes // entry_bytes, self.entries + 1)
 
-    def _ensure_map(self) -> mmap.mmap | None:
+    def _ensure_map(self) -> mmap.mmap | bytearray | None:
+        if self._mirror is not None:
+            return self._mirror
         if self._map is None and self.entries:
             fd = os.open(self.path, os.O_RDONLY)
             try:
@@ -74,33 +83,48 @@ class _MappedIndex:
         return self._map
 
     def close(self) -> None:
-        """Unmap (the entry count is kept; the map comes back on the next lookup)."""
+        """Unmap and close (the entry count is kept; reads map the file again)."""
         if self._map is not None:
             self._map.close()
             self._map = None
-        self._writable = False
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._mirror = None
+
+    def write_pending(self) -> None:
+        """Write appended entries to the file (OSError, e.g. ENOSPC, surfaces here)."""
+        if self._fd is None or self._mirror is None or self._written_entries >= self.entries:
+            return
+        size = self.ENTRY.size
+        start, end = self._written_entries * size, self.entries * size
+        written = os.pwrite(self._fd, memoryview(self._mirror)[start:end], start)
+        self._written_entries += written // size
+        if self._written_entries < self.entries:
+            raise OSError(f"short write to {self.path}")
 
     def trim(self) -> None:
         """Cut the file to its entries and fsync it (the segment is being sealed)."""
-        if self._map is not None and self._writable:
-            self._map.flush()
-        self.close()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.write_pending()
+        fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT)
         try:
             os.ftruncate(fd, self.entries * self.ENTRY.size)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            if fd != self._fd:
+                os.close(fd)
+        self.close()
 
     def flush(self) -> None:
-        if self._map is not None and self._writable:
-            self._map.flush()
+        # No fsync: the active segment's indexes are rebuilt by any unclean recovery
+        # (it lies at or after the recovery point); sealing fsyncs them.
+        self.write_pending()
 
     # -- entries ----------------------------------------------------------------------
 
     @property
     def is_full(self) -> bool:
-        return self._writable and self.entries >= self._capacity_entries
+        return self._mirror is not None and self.entries >= self._capacity_entries
 
     def entry(self, index: int) -> tuple[int, int]:
         mapped = self._ensure_map()
@@ -109,9 +133,11 @@ class _MappedIndex:
         return int(first), int(second)
 
     def _append(self, first: int, second: int) -> None:
-        assert self._map is not None and self._writable, "index is not open for appends"
+        # Entries are written with pwrite, not through a map: a store into a sparse
+        # mapped page on a full disk is SIGBUS, a pwrite is an OSError.
+        assert self._mirror is not None, "index is not open for appends"
         assert self.entries < self._capacity_entries, "index is full"
-        self.ENTRY.pack_into(self._map, self.entries * self.ENTRY.size, first, second)
+        self._mirror += self.ENTRY.pack(first, second)
         self.entries += 1
 
     def _largest_at_most(self, key: int) -> int:
@@ -133,11 +159,13 @@ class _MappedIndex:
         return found
 
     def truncate_entries(self, count: int) -> None:
-        """Keep only the first `count` entries (zeroing the rest of a writable map)."""
+        """Keep only the first `count` entries."""
         count = max(0, min(count, self.entries))
-        if self._map is not None and self._writable:
-            start, end = count * self.ENTRY.size, self.entries * self.ENTRY.size
-            self._map[start:end] = bytes(end - start)
+        if self._mirror is not None:
+            del self._mirror[count * self.ENTRY.size :]
+            self._written_entries = min(self._written_entries, count)
+            assert self._fd is not None
+            os.ftruncate(self._fd, self._written_entries * self.ENTRY.size)
         self.entries = count
 
     def reset(self) -> None:

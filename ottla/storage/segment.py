@@ -182,6 +182,7 @@ class LogSegment:
         self._leases = 0
         self._bytes_since_index = 0
         self._last_indexed_timestamp = -1
+        self._rebuilding = False
 
     def __repr__(self) -> str:
         state = "active" if self.active else "deleted" if self.deleted else "sealed"
@@ -442,6 +443,9 @@ class LogSegment:
                 self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
                 self._last_indexed_timestamp = self.max_timestamp
             self._bytes_since_index = 0
+            if self.active and not self._rebuilding:
+                self.offset_index.write_pending()
+                self.time_index.write_pending()
         self._bytes_since_index += size
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = max_timestamp
@@ -484,10 +488,20 @@ class LogSegment:
             expected_offset_min=self.base_offset,
             validate=validate,
         )
-        for info in scanner:
-            self.record_batch(
-                info.position, info.size, info.base_offset, info.last_offset, info.max_timestamp
-            )
+        self._rebuilding = True  # entries are written in one go, below
+        try:
+            for info in scanner:
+                self.record_batch(
+                    info.position,
+                    info.size,
+                    info.base_offset,
+                    info.last_offset,
+                    info.max_timestamp,
+                )
+        finally:
+            self._rebuilding = False
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
         self.size = scanner.end_position
         self.verified_bytes = self.size if validate else 0
         if not was_active:
