@@ -4,7 +4,7 @@ For each of confluent-kafka, aiokafka, kafka-python and kcat, and each codec
 (none, gzip, snappy, lz4, zstd): the client creates a topic through its admin API
 (kcat: auto-create), produces records with keys, headers, a null key and a null
 value, and reads them back from the earliest offset exactly as produced, at
-consecutive offsets.
+consecutive offsets; the stored batches carry the client's codec.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from ottla.protocol import Compression, iter_batches
 from tests.integration.clients import CLIENTS, EARLIEST, Rec, client_for
 from tests.integration.conftest import BrokerProcess, shared_broker_in
+from tests.integration.wire import Wire, fetch_partition
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,3 +55,10 @@ def test_round_trip(shared_broker: BrokerProcess, name: str, codec: str) -> None
     assert [(g.key, g.value, g.headers) for g in got] == [
         (r.key, r.value, r.headers) for r in records
     ]
+    # The log holds batches in the client's codec (the broker keeps the batch bytes);
+    # librdkafka sends a batch uncompressed when compressing would not shrink it.
+    with Wire(shared_broker.bootstrap) as wire:
+        stored = bytes(fetch_partition(wire, topic, 0, 0).records)
+    codecs = [b.compression for b in iter_batches(stored)]
+    assert Compression[codec.upper()] in codecs
+    assert set(codecs) <= {Compression[codec.upper()], Compression.NONE}
