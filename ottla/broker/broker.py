@@ -83,6 +83,7 @@ class Broker:
         self._next_producer_id = 0
         self._producer_id_limit = 0
         self.bound_ports: list[int] = []
+        self.stopping = False
 
     # -- state accessors -------------------------------------------------------------
 
@@ -320,6 +321,10 @@ class Broker:
         self.groups.stop()
         for task in self._timers:
             task.cancel()
+        # Answer waiting fetches now instead of at their max_wait.
+        self.stopping = True
+        for partition in self.replicas:
+            partition.wake_waiters()
         deadline = time.monotonic() + _SHUTDOWN_GRACE_S
         while any(not c.idle for c in self._connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

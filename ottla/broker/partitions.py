@@ -179,7 +179,7 @@ class Partition:
             self.producers.record(stored, appended.first_offset)
             if first_offset < 0:
                 first_offset = appended.first_offset
-        self._wake_waiters()
+        self.wake_waiters()
         return AppendOutcome(
             base_offset=first_offset,
             log_append_time_ms=append_time,
@@ -251,7 +251,7 @@ class Partition:
         """Resolve `future` when the next batch is appended (a delayed fetch waits on it)."""
         self._waiters.append(future)
 
-    def _wake_waiters(self) -> None:
+    def wake_waiters(self) -> None:
         if not self._waiters:
             return
         waiters, self._waiters = self._waiters, []
@@ -304,7 +304,7 @@ class ReplicaManager:
         """Close and delete every partition of `topic`."""
         for key in [k for k in self.partitions if k[0] == topic]:
             partition = self.partitions.pop(key)
-            partition._wake_waiters()
+            partition.wake_waiters()
             partition.log.delete()
         for directory in self.data_dir.glob(f"{topic}-*"):
             suffix = directory.name[len(topic) + 1 :]

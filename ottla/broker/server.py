@@ -214,7 +214,12 @@ class Connection(asyncio.BufferedProtocol):
 
     def _finish_async(self, slot: _Slot, request: DecodedRequest, future: Any) -> None:
         self._tasks.discard(future)
-        if future.cancelled() or self._closing:
+        if self._closing:
+            return
+        if future.cancelled():
+            # Cancelled from outside (a coordinator shutting down): this request can
+            # never be answered, and later responses must not overtake it.
+            self._abort("request_cancelled", RuntimeError(f"{request.spec.name} was cancelled"))
             return
         error = future.exception()
         if error is not None:

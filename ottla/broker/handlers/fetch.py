@@ -162,7 +162,11 @@ async def _long_poll(
                 for partition in partitions:
                     partition.remove_waiter(arrived)
             reads = _read_all(broker, fetch_set, max_bytes, incremental)
-            if sum(r.size for r in reads) >= min_bytes or loop.time() >= deadline:
+            if (
+                sum(r.size for r in reads) >= min_bytes
+                or loop.time() >= deadline
+                or broker.stopping
+            ):
                 return _respond(request, session, reads, unknown, incremental)
     finally:
         _delayed -= 1
