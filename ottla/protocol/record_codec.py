@@ -24,7 +24,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import cramjam
 from crc32c import crc32c
@@ -66,6 +66,9 @@ _CONTROL_VALUE: Final = struct.Struct(">hi")
 # (message.max.bytes tops out near 2 GiB) is far above what anyone sends; this keeps
 # a hostile ratio (a "zip bomb") from exhausting memory.
 DECOMPRESSED_BYTES_MAX: Final = 256 * 1024 * 1024
+_FIRST_OUTPUT_BYTES: Final = 4 * 1024
+# cramjam's message when decompress_into runs out of output buffer.
+_BUFFER_FULL: Final = "failed to write whole buffer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +106,7 @@ def decompress(codec: Compression, data: bytes | memoryview) -> bytes:
             return _gunzip(data)
         if codec is Compression.SNAPPY:
             return _unsnappy(data)
-        if codec is Compression.LZ4:
-            out = bytes(cramjam.lz4.decompress(bytes(data)))
-        else:
-            out = bytes(cramjam.zstd.decompress(bytes(data)))
+        out = _decompress_bounded(cramjam.lz4 if codec is Compression.LZ4 else cramjam.zstd, data)
     except ProtocolError:
         raise
     except Exception as error:  # cramjam raises its own DecompressionError and others
@@ -114,6 +114,33 @@ def decompress(codec: Compression, data: bytes | memoryview) -> bytes:
     if len(out) > DECOMPRESSED_BYTES_MAX:
         raise _corrupt(f"{codec.name} records decompress beyond {DECOMPRESSED_BYTES_MAX} bytes")
     return out
+
+
+def _decompress_bounded(module: Any, data: bytes | memoryview) -> bytes:
+    """lz4/zstd into a bounded buffer, growing it 4x while it is too small.
+
+    cramjam's one-shot `decompress` grows its output without limit, so a few KiB of
+    zstd could claim gigabytes before the size check; `decompress_into` stops at the
+    buffer's end ("failed to write whole buffer"), so memory stays under about
+    2 x DECOMPRESSED_BYTES_MAX whatever the input claims.
+    """
+    raw = bytes(data)
+    size = max(_FIRST_OUTPUT_BYTES, 4 * len(raw))
+    while True:
+        size = min(size, DECOMPRESSED_BYTES_MAX + 1)
+        out = bytearray(size)
+        try:
+            written = int(module.decompress_into(raw, out))
+        except cramjam.DecompressionError as error:
+            if _BUFFER_FULL not in str(error):
+                raise
+            if size > DECOMPRESSED_BYTES_MAX:
+                raise _corrupt(
+                    f"records decompress beyond {DECOMPRESSED_BYTES_MAX} bytes"
+                ) from None
+            size *= 4
+            continue
+        return bytes(memoryview(out)[:written])
 
 
 def _gunzip(data: bytes | memoryview) -> bytes:
