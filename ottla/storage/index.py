@@ -92,6 +92,10 @@ class _MappedIndex:
             self._fd = None
         self._mirror = None
 
+    @property
+    def pending_entries(self) -> int:
+        return self.entries - self._written_entries
+
     def write_pending(self) -> None:
         """Write appended entries to the file (OSError, e.g. ENOSPC, surfaces here)."""
         if self._fd is None or self._mirror is None or self._written_entries >= self.entries:

@@ -438,6 +438,7 @@ class Log:
         last_offset = next_offset - 1
         total = len(data)
         segment = self.active_segment
+        segment.write_indexes_if_due()
         if segment.size and self._should_roll(
             segment, batches[0][4], first_offset, last_offset, total, now_ms
         ):
@@ -494,6 +495,7 @@ class Log:
                 f"{self.config.max_message_bytes}",
             )
         segment = self.segments[-1]
+        segment.write_indexes_if_due()
         first_offset = segment.next_offset
         if not assign_offsets:
             if batch_base_offset < first_offset:

@@ -54,6 +54,7 @@ _INT64: Final = struct.Struct(">q")
 _INT32: Final = struct.Struct(">i")
 _ZERO_CHUNK_BYTES: Final = 1024 * 1024
 _IOV_MAX: Final = 1024
+_INDEX_WRITE_BATCH: Final = 64
 
 
 class CorruptSegmentError(ProtocolError):
@@ -182,7 +183,6 @@ class LogSegment:
         self._leases = 0
         self._bytes_since_index = 0
         self._last_indexed_timestamp = -1
-        self._rebuilding = False
 
     def __repr__(self) -> str:
         state = "active" if self.active else "deleted" if self.deleted else "sealed"
@@ -443,9 +443,6 @@ class LogSegment:
                 self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
                 self._last_indexed_timestamp = self.max_timestamp
             self._bytes_since_index = 0
-            if self.active and not self._rebuilding:
-                self.offset_index.write_pending()
-                self.time_index.write_pending()
         self._bytes_since_index += size
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = max_timestamp
@@ -456,6 +453,16 @@ class LogSegment:
         self.next_offset = last_offset + 1
         if self.verified_bytes == position:  # appended batches were validated on the way in
             self.verified_bytes = self.size
+
+    def write_indexes_if_due(self) -> None:
+        """Write batched index entries; appends call it *before* changing anything,
+        so an I/O error (a full disk) leaves the log as it was."""
+        if (
+            self.offset_index.pending_entries >= _INDEX_WRITE_BATCH
+            or self.time_index.pending_entries >= _INDEX_WRITE_BATCH
+        ):
+            self.offset_index.write_pending()
+            self.time_index.write_pending()
 
     @property
     def indexes_full(self) -> bool:
@@ -488,18 +495,10 @@ class LogSegment:
             expected_offset_min=self.base_offset,
             validate=validate,
         )
-        self._rebuilding = True  # entries are written in one go, below
-        try:
-            for info in scanner:
-                self.record_batch(
-                    info.position,
-                    info.size,
-                    info.base_offset,
-                    info.last_offset,
-                    info.max_timestamp,
-                )
-        finally:
-            self._rebuilding = False
+        for info in scanner:
+            self.record_batch(
+                info.position, info.size, info.base_offset, info.last_offset, info.max_timestamp
+            )
         self.offset_index.write_pending()
         self.time_index.write_pending()
         self.size = scanner.end_position

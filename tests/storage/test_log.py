@@ -11,6 +11,8 @@ and checkpoints are rebuilt from the log.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -384,3 +386,31 @@ def test_config_from_properties() -> None:
         LogConfig.from_properties({"segment.bytes": "1"})
     with pytest.raises(ValueError, match=r"cleanup\.policy"):
         LogConfig.from_properties({"cleanup.policy": "forever"})
+
+
+def test_an_io_error_on_append_leaves_the_log_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*_: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    log = Log.open(tmp_path / "t-0", LogConfig(index_interval_bytes=0))
+    expected = _fill(log, 3)
+    before = (log.log_end_offset, log.active_segment.size)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwritev", disk_full)
+        with pytest.raises(OSError):
+            log.append(make_batch(2), now_ms=0)
+    assert (log.log_end_offset, log.active_segment.size) == before
+    while log.active_segment.offset_index.pending_entries < 64:
+        _fill(log, 1)  # index entries pile up (one per batch) until a write is due
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", disk_full)
+        before = (log.log_end_offset, log.active_segment.size)
+        with pytest.raises(OSError):
+            log.append(make_batch(2), now_ms=0)
+        assert (log.log_end_offset, log.active_segment.size) == before
+    more = _fill(log, 2)
+    assert read_all(log)[:3] == expected
+    assert read_all(log)[-2:] == more
+    log.close()
