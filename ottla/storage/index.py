@@ -43,6 +43,13 @@ class _MappedIndex:
         self._mirror: bytearray | None = None
         self._written_entries = 0
 
+    def __del__(self) -> None:
+        # An abandoned (never closed) index must not leak its descriptor.
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
     # -- opening and closing ----------------------------------------------------------
 
     def load(self) -> bool:
