@@ -19,7 +19,7 @@ import structlog
 
 from ottla import __version__
 from ottla.client import ClientError
-from ottla.commands import topics
+from ottla.commands import groups, topics
 
 __all__ = ["main"]
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", metavar="DIR", help="shortcut for log.dirs")
     serve.add_argument("--listen", metavar="HOST:PORT", help="shortcut for listeners")
     topics.add_parser(commands)
+    groups.add_parser(commands)
     return parser
 
 
@@ -131,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "topics":
+    if args.command in ("topics", "groups"):
         try:
-            return topics.run(args)
+            return topics.run(args) if args.command == "topics" else groups.run(args)
         except ClientError as error:
             print(f"ottla: {error}", file=sys.stderr)
             return 1
