@@ -23,6 +23,8 @@ What survives (Kafka's rules, simplified where noted):
   stamps a delete horizon into the batch on a first pass; ottla uses the record time);
 - offsets never change: a batch keeps its base offset, a partly kept batch is
   rebuilt with its records' original offset deltas (compaction leaves gaps);
+- the last batch of each producer id is kept, emptied of its records if none survive
+  (Kafka does the same: idempotent-producer state is rebuilt from batch headers);
 - transactional and control batches are kept whole and do not supersede keys. This is
   the hook for the transactions issue: `_transaction_resolved` decides when a
   transaction's batches (and its marker) may be cleaned; today it says never.
@@ -35,12 +37,17 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import structlog
+from crc32c import crc32c
 
 from ottla.protocol import (
+    BATCH_HEADER_BYTES,
+    LOG_OVERHEAD_BYTES,
     Compression,
     Record,
     RecordBatchView,
@@ -65,6 +72,11 @@ __all__ = [
 ]
 
 _log = structlog.get_logger()
+
+_INT32: Final = struct.Struct(">i")
+_UINT32: Final = struct.Struct(">I")
+_CRC_OFFSET: Final = 17
+_RECORDS_COUNT_OFFSET: Final = 57
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,8 @@ class CleanerResult:
     records_after: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    producer_last_batch: dict[int, int] = field(default_factory=dict)
+    """producer id -> base offset of its last batch among the inputs (kept, see below)."""
 
 
 def _transaction_resolved(batch: RecordBatchView) -> bool:
@@ -161,6 +175,8 @@ def clean(job: CleanerJob) -> CleanerResult:
         latest: dict[bytes, int] = {}
         for data, item in zip(maps, job.inputs, strict=True):
             for batch in _iter_batches(data, item):
+                if batch.producer_id >= 0:
+                    result.producer_last_batch[batch.producer_id] = batch.base_offset
                 if _is_kept_whole(batch):
                     continue
                 for record in decode_records(batch):
@@ -231,6 +247,8 @@ def _filter_batch(
     if len(kept) == len(records):
         return batch.bytes_view()
     if not kept:
+        if result.producer_last_batch.get(batch.producer_id) == batch.base_offset:
+            return _empty_batch(batch)
         return None
     return bytes(
         build_batch(
@@ -247,6 +265,16 @@ def _filter_batch(
             is_transactional=batch.is_transactional,
         )
     )
+
+
+def _empty_batch(batch: RecordBatchView) -> bytes:
+    """`batch`'s header with no records, as Kafka's cleaner keeps a producer's last batch:
+    the broker rebuilds idempotent-producer state (last sequence, epoch) from headers."""
+    header = bytearray(batch.bytes_view()[:BATCH_HEADER_BYTES])
+    _INT32.pack_into(header, 8, BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES)
+    _INT32.pack_into(header, _RECORDS_COUNT_OFFSET, 0)
+    _UINT32.pack_into(header, _CRC_OFFSET, crc32c(memoryview(header)[_CRC_OFFSET + 4 :]))
+    return bytes(header)
 
 
 def _cleaned_path(directory: Path, base_offset: int) -> Path:

@@ -3,7 +3,8 @@
 Proves: after `compact`, each key's latest value survives at its original offset
 (gaps, no renumbering), superseded records are gone, tombstones stay until
 `delete.retention.ms` and then go, the active segment and segments younger than
-`min.compaction.lag.ms` are untouched, control/transactional batches are kept; a job
+`min.compaction.lag.ms` are untouched, control/transactional batches are kept, a
+producer's last batch survives as an empty header; a job
 made stale by truncation is discarded; a crash before the swap commit loses nothing and
 a crash after it is completed by recovery. The cleaning step also runs in a thread.
 """
@@ -237,4 +238,32 @@ def test_crash_after_the_swap_commit_is_completed_by_recovery(tmp_path: Path) ->
         for key, (offset, value) in latest.items()
     )
     assert _contents(reopened) == [*expected, (tail, b"k9", b"active")]
+    reopened.close()
+
+
+def test_a_producers_last_batch_survives_as_an_empty_header(tmp_path: Path) -> None:
+    log = Log.open(tmp_path / "t-0", COMPACT)
+    for sequence in range(3):
+        idempotent = build_batch(
+            [Record(key=b"k", value=b"v%d" % sequence)],
+            base_timestamp=1000,
+            producer_id=7,
+            producer_epoch=2,
+            base_sequence=sequence,
+        )
+        log.append(idempotent, now_ms=1000)
+    _put(log, "k", "newest, from another writer", 1000)
+    log.roll()
+    compact(log, now_ms=1500)
+    headers = [
+        (h.base_offset, h.producer_id, h.base_sequence, h.records_count)
+        for h in log.iter_batch_headers()
+    ]
+    # Sequences 0 and 1 are gone; 2 stays as an empty batch so producer 7's state
+    # (epoch 2, last sequence 2) can still be rebuilt from the headers.
+    assert headers == [(2, 7, 2, 0), (3, -1, -1, 1)]
+    assert _contents(log) == [(3, b"k", b"newest, from another writer")]
+    log.close()
+    reopened = Log.open(tmp_path / "t-0", COMPACT)
+    assert [h.records_count for h in reopened.iter_batch_headers()] == [0, 1]
     reopened.close()
