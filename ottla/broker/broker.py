@@ -42,7 +42,7 @@ from ottla.cluster import (
     TopicImage,
 )
 from ottla.config import TOPIC_CONFIGS, BrokerConfig, ConfigError, parse_value
-from ottla.storage import LogConfig
+from ottla.storage import LogConfig, abort_clean, clean, commit_clean, prepare_clean
 
 __all__ = ["Broker", "StartupError", "validate_topic_config"]
 
@@ -137,6 +137,8 @@ class Broker:
         for server in self._servers:
             await server.start_serving()
         self._timers.append(asyncio.create_task(self._retention_loop()))
+        if self.config.get("log.cleaner.enable"):
+            self._timers.append(asyncio.create_task(self._cleaner_loop()))
         log.info(
             "broker_started",
             version=__version__,
@@ -287,6 +289,45 @@ class Broker:
         return self.replicas.get(topic, index)
 
     # -- timers ----------------------------------------------------------------------
+
+    async def _cleaner_loop(self) -> None:
+        """Compact `cleanup.policy=compact` partitions, one at a time, off the event loop.
+
+        Each pass prepares a job on the loop (pinning sealed segments), cleans in a
+        worker thread, and commits on the loop; a partition is cleaned again only once
+        a new segment has been sealed since its last clean (ottla has no dirty-ratio
+        accounting yet, so this stands in for `min.cleanable.dirty.ratio`).
+        """
+        backoff_s = int(self.config.get("log.cleaner.backoff.ms")) / 1000
+        cleaned_upto: dict[tuple[str, int], int] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(backoff_s)
+            for partition in self.replicas:
+                key = (partition.topic, partition.index)
+                sealed = partition.log.segments[:-1]
+                if not sealed or cleaned_upto.get(key) == sealed[-1].next_offset:
+                    continue
+                job = prepare_clean(partition.log, self.clock())
+                if job is None:
+                    continue
+                try:
+                    result = await loop.run_in_executor(None, clean, job)
+                except Exception as error:  # a task boundary: log, keep cleaning others
+                    abort_clean(job)
+                    log.error("cleaner_failed", partition=partition.name, error=repr(error))
+                    continue
+                if not commit_clean(partition.log, result):  # stale: it discarded the job
+                    continue
+                cleaned_upto[key] = sealed[-1].next_offset
+                log.info(
+                    "partition_compacted",
+                    partition=partition.name,
+                    records_before=result.records_before,
+                    records_after=result.records_after,
+                    bytes_before=result.bytes_before,
+                    bytes_after=result.bytes_after,
+                )
 
     async def _retention_loop(self) -> None:
         interval_s = int(self.config.get("log.retention.check.interval.ms")) / 1000

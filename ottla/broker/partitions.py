@@ -291,7 +291,7 @@ class ReplicaManager:
         if existing is not None:
             existing.config = config
             existing.topic_configs = topic_configs
-            existing.log.config = config
+            existing.log.update_config(config)
             existing.leader_epoch = leader_epoch
             return existing
         directory = self.data_dir / f"{topic}-{index}"
