@@ -104,12 +104,16 @@ class ReadLease:
     garbage collected unreleased releases itself.
     """
 
-    __slots__ = ("_base", "_segment", "view")
+    __slots__ = ("_base", "_end", "_segment", "_start", "view")
 
-    def __init__(self, segment: LogSegment, base: memoryview, view: memoryview) -> None:
+    def __init__(
+        self, segment: LogSegment, base: memoryview, view: memoryview, start: int, end: int
+    ) -> None:
         self._segment: LogSegment | None = segment
         self._base = base
         self.view = view
+        self._start = start
+        self._end = end
 
     @property
     def released(self) -> bool:
@@ -119,6 +123,7 @@ class ReadLease:
         segment, self._segment = self._segment, None
         if segment is None:
             return
+        _drop_pages(self._base.obj, self._start, self._end)
         for view in (self.view, self._base):
             # Someone may hold a buffer export of the view itself; the map then
             # stays retired until a later try_close_retired().
@@ -134,6 +139,21 @@ class ReadLease:
 
     def __del__(self) -> None:
         self.release()
+
+
+def _drop_pages(source: object, start: int, end: int) -> None:
+    """Unmap a sent read's pages from this process (they stay in the page cache).
+
+    Reads are memoryviews of the segment's map, so every page a fetch touched would
+    otherwise count in the broker's resident set: serving 1 GiB would show 1 GiB of
+    RSS. MADV_DONTNEED on a shared file mapping only drops this process's page-table
+    entries; the data stays cached and a later read faults it back in cheaply.
+    """
+    if not isinstance(source, mmap.mmap) or source.closed or end <= start:
+        return
+    page_start = start - start % mmap.PAGESIZE
+    with contextlib.suppress(OSError, ValueError):
+        source.madvise(mmap.MADV_DONTNEED, page_start, min(end, len(source)) - page_start)
 
 
 def _rest_after(vectors: list[memoryview | bytes], written: int) -> list[memoryview | bytes]:
@@ -586,7 +606,7 @@ class LogSegment:
         if self._map_writable:
             view = view.toreadonly()
         self._leases += 1
-        return ReadLease(self, base, view)
+        return ReadLease(self, base, view, start, end)
 
     # -- durability, truncation, sealing, deletion ----------------------------------------
 
