@@ -51,6 +51,14 @@ class ConfigDef:
     read_only: bool = True
 
 
+def _consumer_assignors(value: Any) -> str | None:
+    names = [v.strip() for v in value] if isinstance(value, list) else str(value).split(",")
+    unknown = [n for n in names if n.strip() not in ("uniform", "range")]
+    if unknown or not names:
+        return f"unknown assignors {unknown}; ottla has uniform and range"
+    return None
+
+
 def _at_least(minimum: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if value is None or value >= minimum else f"must be at least {minimum}"
@@ -229,6 +237,34 @@ _DEFS: list[ConfigDef] = [
     ConfigDef("group.min.session.timeout.ms", "int", "6000", "Smallest session timeout."),
     ConfigDef("group.max.session.timeout.ms", "int", "1800000", "Largest session timeout."),
     ConfigDef("group.max.size", "int", "2147483647", "Members of one group at most.", _at_least(1)),
+    ConfigDef(
+        "group.consumer.session.timeout.ms",
+        "int",
+        "45000",
+        "Consumer-protocol (KIP-848) members silent this long are removed.",
+        _at_least(1),
+    ),
+    ConfigDef(
+        "group.consumer.heartbeat.interval.ms",
+        "int",
+        "5000",
+        "Heartbeat interval given to consumer-protocol (KIP-848) members.",
+        _at_least(1),
+    ),
+    ConfigDef(
+        "group.consumer.max.size",
+        "int",
+        "2147483647",
+        "Members of one consumer-protocol group at most.",
+        _at_least(1),
+    ),
+    ConfigDef(
+        "group.consumer.assignors",
+        "list",
+        "uniform,range",
+        "Server-side assignors (uniform, range); the first is the default.",
+        _consumer_assignors,
+    ),
     ConfigDef("transactional.id.expiration.ms", "int", "604800000", "Idle transactional ids."),
     ConfigDef("producer.id.expiration.ms", "int", "86400000", "Idle producer ids are forgotten."),
     ConfigDef("max.connections", "int", "2147483647", "Connections accepted at most."),

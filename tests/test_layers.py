@@ -39,6 +39,8 @@ PURE = [
     "cluster/replication.py",
     "broker/groups/state.py",
     "broker/groups/records.py",
+    "broker/groups/consumer_state.py",
+    "broker/groups/consumer_records.py",
 ]
 
 

@@ -80,6 +80,8 @@ HANDLERS: dict[int, Handler] = {
     16: groups.handle_list_groups,
     42: groups.handle_delete_groups,
     47: groups.handle_offset_delete,
+    68: groups.handle_consumer_group_heartbeat,
+    69: groups.handle_consumer_group_describe,
 }
 
 

@@ -204,6 +204,8 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("describe_groups"),
         make_spec("list_groups"),
         make_spec("delete_groups"),
+        make_spec("consumer_group_heartbeat"),
+        make_spec("consumer_group_describe"),
     ]
 )
 

@@ -32,6 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ottla.broker.groups.consumer_records import (
+    ConsumerGroupKey,
+    ConsumerGroupValue,
+    decode_consumer_key,
+    decode_consumer_value,
+    encode_consumer_key,
+    encode_consumer_value,
+)
+from ottla.broker.groups.consumer_state import ConsumerGroupConfig
 from ottla.broker.groups.records import (
     GroupMetadataKey,
     GroupMetadataValue,
@@ -85,7 +94,18 @@ def group_config(broker: Broker) -> GroupConfig:
         max_session_timeout_ms=int(config.get("group.max.session.timeout.ms")),
         max_size=int(config.get("group.max.size")),
         offsets_retention_ms=int(config.get("offsets.retention.minutes")) * 60_000,
+        consumer=ConsumerGroupConfig(
+            session_timeout_ms=int(config.get("group.consumer.session.timeout.ms")),
+            heartbeat_interval_ms=int(config.get("group.consumer.heartbeat.interval.ms")),
+            max_size=int(config.get("group.consumer.max.size")),
+            assignors=tuple(_names(config.get("group.consumer.assignors"))),
+        ),
     )
+
+
+def _names(value: object) -> list[str]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 class GroupCoordinator:
@@ -152,6 +172,7 @@ class GroupCoordinator:
             return
         metadata: dict[str, GroupMetadataValue | None] = {}
         offsets: dict[str, dict[tuple[str, int], OffsetCommitValue | None]] = {}
+        consumer: dict[str, dict[ConsumerGroupKey, ConsumerGroupValue | None]] = {}
         count = 0
         for index in sorted(topic.partitions):
             for key, value in self._read_partition(index):
@@ -165,6 +186,11 @@ class GroupCoordinator:
                     elif isinstance(decoded, GroupMetadataKey):
                         group = None if value is None else decode_group_metadata_value(value)
                         metadata[decoded.group] = group
+                    elif (consumer_key := decode_consumer_key(key)) is not None:
+                        consumer_value = (
+                            None if value is None else decode_consumer_value(consumer_key, value)
+                        )
+                        consumer.setdefault(consumer_key.group, {})[consumer_key] = consumer_value
                 except RecordDecodeError as error:
                     log.warning("offsets_record_skipped", partition=index, error=str(error))
         now = self.broker.clock()
@@ -176,6 +202,11 @@ class GroupCoordinator:
                 continue
             self.state.load(group_id, group_value, live_offsets, now)
             loaded += 1
+        for group_id, values in sorted(consumer.items()):
+            live = {k: v for k, v in values.items() if v is not None}
+            if live:
+                self.state.load_consumer(group_id, live, now)
+                loaded += 1
         self._arm(self.state.next_deadline_ms())
         log.info("groups_loaded", groups=loaded, records=count)
 
@@ -268,14 +299,20 @@ class GroupCoordinator:
         now = self.broker.clock()
         by_partition: dict[int, list[Record]] = {}
         for key, value in records:
+            if isinstance(key, OffsetCommitKey | GroupMetadataKey):
+                encoded_key = encode_key(key)
+            else:
+                encoded_key = encode_consumer_key(key)
             if value is None:
                 encoded_value = None
             elif isinstance(value, OffsetCommitValue):
                 encoded_value = encode_offset_commit_value(value)
-            else:
+            elif isinstance(value, GroupMetadataValue):
                 encoded_value = encode_group_metadata_value(value)
+            else:
+                encoded_value = encode_consumer_value(value)
             index = self.partition_for(key.group)
-            by_partition.setdefault(index, []).append(Record(encode_key(key), encoded_value))
+            by_partition.setdefault(index, []).append(Record(encoded_key, encoded_value))
         for index, items in by_partition.items():
             partition = self.broker.partition(OFFSETS_TOPIC, index)
             if partition is None:

@@ -54,15 +54,37 @@ Transition table (state, event -> state):
     Stable               join (new, leader, changed)    -> PreparingRebalance
     Stable               leave / session expiry         -> PreparingRebalance
     Stable               static member rejoins          -> Stable
+
+Consumer groups (KIP-848, `consumer_state.py`) live here too, as a `_Group` whose
+`consumer` is set: a group is either classic or consumer, and both share the
+committed offsets. Kafka 4's rules without online migration: a
+ConsumerGroupHeartbeat to a classic group with members is GROUP_ID_NOT_FOUND ("not
+a consumer group"), a JoinGroup to a consumer group with members is
+INCONSISTENT_GROUP_PROTOCOL; an *empty* group of the other type is converted (its
+offsets stay). The `state` of a consumer group's `_Group` mirrors it: Empty without
+members, Stable with (so offset expiry and deletion work unchanged); its reported
+state is the consumer group's (Empty, Assigning, Reconciling, Stable).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ottla.broker.groups.consumer_records import ConsumerGroupKey, ConsumerGroupValue
+from ottla.broker.groups.consumer_state import (
+    ConsumerGroup,
+    ConsumerGroupConfig,
+    ConsumerGroupSummary,
+    ConsumerRecord,
+    HeartbeatRequest,
+    HeartbeatResult,
+    TopicInfo,
+    validate_heartbeat,
+)
 from ottla.broker.groups.records import (
     GroupMetadataKey,
     GroupMetadataValue,
@@ -110,6 +132,7 @@ class GroupConfig:
     max_size: int = 2**31 - 1
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000
     offset_metadata_max_bytes: int = OFFSET_METADATA_BYTES_MAX
+    consumer: ConsumerGroupConfig = field(default_factory=ConsumerGroupConfig)
 
 
 # -- inputs and outputs ------------------------------------------------------------------
@@ -175,7 +198,8 @@ class OffsetAndMetadata:
 
 # A record for `__consumer_offsets`: (key, value); value None is a tombstone.
 CoordinatorRecord = tuple[
-    OffsetCommitKey | GroupMetadataKey, OffsetCommitValue | GroupMetadataValue | None
+    OffsetCommitKey | GroupMetadataKey | ConsumerGroupKey,
+    OffsetCommitValue | GroupMetadataValue | ConsumerGroupValue | None,
 ]
 
 
@@ -205,6 +229,13 @@ class GroupSummary:
     generation_id: int
     leader: str | None
     members: tuple[MemberSummary, ...]
+    group_type: str = "classic"
+    # A consumer group's own state name (Empty, Assigning, Reconciling, Stable).
+    consumer_state: str | None = None
+
+    @property
+    def state_name(self) -> str:
+        return self.consumer_state or self.state.value
 
 
 # -- group and member ----------------------------------------------------------------------
@@ -255,6 +286,7 @@ class _Group:
     new_member_added: bool = False
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
     deadline_ms: int | None = None
+    consumer: ConsumerGroup | None = None  # set: a KIP-848 consumer group
 
     def rebalance_timeout_ms(self) -> int:
         return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
@@ -293,6 +325,7 @@ def _unused(group: _Group) -> bool:
         group.state is GroupState.EMPTY
         and group.generation_id == 0
         and not (group.members or group.pending_members or group.offsets)
+        and (group.consumer is None or group.consumer.group_epoch == 0)
     )
 
 
@@ -328,6 +361,8 @@ class GroupCoordinatorState:
         group = self.groups.get(group_id)
         if group is None:
             return None
+        if group.consumer is not None:
+            return self._describe_consumer(group, group.consumer)
         stable = group.state is GroupState.STABLE
         members = tuple(
             MemberSummary(
@@ -348,6 +383,31 @@ class GroupCoordinatorState:
             generation_id=group.generation_id,
             leader=group.leader,
             members=members,
+        )
+
+    def _describe_consumer(self, group: _Group, consumer: ConsumerGroup) -> GroupSummary:
+        """A consumer group as DescribeGroups/ListGroups show it (no classic metadata)."""
+        members = tuple(
+            MemberSummary(
+                member_id=m.member_id,
+                group_instance_id=m.instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                metadata=b"",
+                assignment=b"",
+            )
+            for m in consumer.members.values()
+        )
+        return GroupSummary(
+            group_id=group.group_id,
+            state=group.state,
+            protocol_type=CONSUMER_PROTOCOL_TYPE,
+            protocol_name=consumer.preferred_assignor(self.config.consumer),
+            generation_id=consumer.group_epoch,
+            leader=None,
+            members=members,
+            group_type="consumer",
+            consumer_state=consumer.state_name,
         )
 
     def list_groups(self) -> list[GroupSummary]:
@@ -376,6 +436,17 @@ class GroupCoordinatorState:
         group = self.groups.get(group_id)
         if group is None:
             group = self.groups[group_id] = _Group(group_id, state_timestamp_ms=now_ms)
+        if group.consumer is not None:
+            if group.consumer.members:
+                # Kafka 4 without online migration: classic members cannot join.
+                result = JoinResult(
+                    ErrorCode.inconsistent_group_protocol, member_id=request.member_id
+                )
+                effects.replies.append((token, result))
+                return self._finish(effects, group)
+            effects.records += group.consumer.tombstones()
+            group.consumer = None  # an empty consumer group becomes a classic group
+            group.protocol_type = None
         if group.state is GroupState.DEAD:
             result = JoinResult(ErrorCode.coordinator_not_available, member_id=request.member_id)
             effects.replies.append((token, result))
@@ -877,6 +948,8 @@ class GroupCoordinatorState:
             return ErrorCode.none if generation_id < 0 else ErrorCode.illegal_generation
         if group.state is GroupState.DEAD:
             return ErrorCode.coordinator_not_available
+        if group.consumer is not None:
+            return group.consumer.validate_offset_request(member_id, generation_id)
         if group_instance_id is not None:
             current = group.static_members.get(group_instance_id)
             if current is not None and current != member_id:
@@ -914,6 +987,10 @@ class GroupCoordinatorState:
 
     def _subscribed_topics(self, group: _Group) -> set[str] | None:
         """Topics of a consumer group's subscriptions; None when unknown (all count)."""
+        if group.consumer is not None:
+            if any(m.subscribed_topic_regex for m in group.consumer.members.values()):
+                return set(group.consumer.topics)
+            return group.consumer.subscribed_topic_names()
         if group.protocol_type != CONSUMER_PROTOCOL_TYPE or group.protocol_name is None:
             return None
         topics: set[str] = set()
@@ -939,7 +1016,10 @@ class GroupCoordinatorState:
     def _delete(self, group: _Group, effects: Effects) -> None:
         for topic, partition in sorted(group.offsets):
             effects.records.append((OffsetCommitKey(group.group_id, topic, partition), None))
-        effects.records.append((GroupMetadataKey(group.group_id), None))
+        if group.consumer is not None:
+            effects.records += group.consumer.tombstones()
+        else:
+            effects.records.append((GroupMetadataKey(group.group_id), None))
         group.offsets.clear()
         group.state = GroupState.DEAD
         del self.groups[group.group_id]
@@ -964,6 +1044,11 @@ class GroupCoordinatorState:
         return effects
 
     def _tick_group(self, group: _Group, now_ms: int, effects: Effects) -> None:
+        if group.consumer is not None:
+            records: list[ConsumerRecord] = []
+            group.consumer.expire(self.config.consumer, now_ms, records)
+            effects.records += records
+            self._mirror_consumer_state(group, now_ms)
         for member_id, deadline in list(group.pending_members.items()):
             if deadline <= now_ms:
                 del group.pending_members[member_id]
@@ -1006,6 +1091,8 @@ class GroupCoordinatorState:
     def _group_deadline(self, group: _Group) -> int | None:
         deadlines = list(group.pending_members.values())
         deadlines += [m.heartbeat_deadline_ms for m in group.members.values() if not m.kept_alive]
+        if group.consumer is not None and (consumer := group.consumer.deadline_ms()) is not None:
+            deadlines.append(consumer)
         if group.state is GroupState.PREPARING_REBALANCE:
             deadlines.append(group.rebalance_deadline_ms)
         if group.state is GroupState.EMPTY:
@@ -1104,12 +1191,134 @@ class GroupCoordinatorState:
         self.groups[group_id] = group
         return self._finish(Effects(), group)
 
+    # -- consumer groups (KIP-848) --------------------------------------------------------
+
+    def consumer_heartbeat(
+        self,
+        group_id: str,
+        request: HeartbeatRequest,
+        topics: Mapping[str, TopicInfo],
+        now_ms: int,
+    ) -> tuple[HeartbeatResult, Effects]:
+        """ConsumerGroupHeartbeat; `topics`: the cluster's non-internal topics by name."""
+        effects = Effects()
+        config = self.config.consumer
+        message = "GroupId can't be empty." if not group_id else None
+        message = message or validate_heartbeat(request, config)
+        if message is not None:
+            return HeartbeatResult(ErrorCode.invalid_request, message), self._finish(effects, None)
+        assignor = request.server_assignor
+        if assignor is not None and assignor not in config.assignors:
+            result = HeartbeatResult(
+                ErrorCode.unsupported_assignor, f"Assignor {assignor} is not supported."
+            )
+            return result, self._finish(effects, None)
+        regex = request.subscribed_topic_regex
+        if regex and not _valid_regex(regex):
+            result = HeartbeatResult(
+                ErrorCode.invalid_regular_expression, f"SubscribedTopicRegex {regex} is invalid."
+            )
+            return result, self._finish(effects, None)
+        group = self.groups.get(group_id)
+        if group is not None and group.consumer is None:
+            if group.members or group.pending_members or group.state is not GroupState.EMPTY:
+                result = HeartbeatResult(
+                    ErrorCode.group_id_not_found, f"Group {group_id} is not a consumer group."
+                )
+                return result, self._finish(effects, group)
+            if request.member_epoch != 0:
+                result = HeartbeatResult(
+                    ErrorCode.unknown_member_id, f"Consumer group {group_id} not found."
+                )
+                return result, self._finish(effects, group)
+            # An empty classic group becomes a consumer group; its offsets stay.
+            if group.protocol_type is not None:
+                effects.records.append((GroupMetadataKey(group_id), None))
+            group.consumer = ConsumerGroup(group_id)
+            group.protocol_type = CONSUMER_PROTOCOL_TYPE
+        if group is None:
+            if request.member_epoch != 0:
+                result = HeartbeatResult(
+                    ErrorCode.unknown_member_id, f"Consumer group {group_id} not found."
+                )
+                return result, self._finish(effects, None)
+            group = self.groups[group_id] = _Group(
+                group_id,
+                state_timestamp_ms=now_ms,
+                protocol_type=CONSUMER_PROTOCOL_TYPE,
+                consumer=ConsumerGroup(group_id),
+            )
+        assert group.consumer is not None
+        records: list[ConsumerRecord] = []
+        result = group.consumer.heartbeat(request, topics, config, now_ms, records)
+        effects.records += records
+        self._mirror_consumer_state(group, now_ms)
+        return result, self._finish(effects, group)
+
+    @staticmethod
+    def _mirror_consumer_state(group: _Group, now_ms: int) -> None:
+        assert group.consumer is not None
+        state = GroupState.STABLE if group.consumer.members else GroupState.EMPTY
+        if state is not group.state:
+            group.state = state
+            group.state_timestamp_ms = now_ms
+
+    def consumer_describe(
+        self, group_id: str
+    ) -> tuple[ErrorCode, str | None, ConsumerGroupSummary | None]:
+        """ConsumerGroupDescribe of one group: (error, message, summary)."""
+        if not _valid_group_id(group_id):
+            return ErrorCode.invalid_group_id, "Group id must not be empty.", None
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.group_id_not_found, f"Group {group_id} not found.", None
+        if group.consumer is None:
+            message = f"Group {group_id} is not a consumer group."
+            return ErrorCode.group_id_not_found, message, None
+        return ErrorCode.none, None, group.consumer.summary(self.config.consumer)
+
+    def validate_offset_fetch(
+        self, group_id: str, member_id: str | None, member_epoch: int
+    ) -> ErrorCode:
+        """OffsetFetch v9+ naming a member of a consumer group must carry its epoch."""
+        group = self.groups.get(group_id)
+        if group is None or group.consumer is None:
+            return ErrorCode.none
+        if member_id is None and member_epoch < 0:
+            return ErrorCode.none  # an admin client
+        return group.consumer.validate_offset_request(member_id or "", max(member_epoch, 0))
+
+    def load_consumer(
+        self,
+        group_id: str,
+        values: Mapping[ConsumerGroupKey, ConsumerGroupValue],
+        now_ms: int,
+    ) -> Effects:
+        """Restore a consumer group from its latest records (after `load` of its offsets)."""
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = _Group(group_id, state_timestamp_ms=now_ms)
+        group.consumer = ConsumerGroup.load(group_id, values, self.config.consumer, now_ms)
+        group.protocol_type = CONSUMER_PROTOCOL_TYPE
+        group.members.clear()
+        group.static_members.clear()
+        group.leader = None
+        group.protocol_name = None
+        group.state = GroupState.STABLE if group.consumer.members else GroupState.EMPTY
+        return self._finish(Effects(), group)
+
     # -- invariants (tests and assertions) ------------------------------------------------
 
     def check_invariants(self) -> None:
         for group_id, group in self.groups.items():
             assert group.group_id == group_id
             assert group.state is not GroupState.DEAD, "dead groups are removed"
+            if group.consumer is not None:
+                assert not group.members and not group.pending_members
+                group.consumer.check_invariants()
+                members = bool(group.consumer.members)
+                assert group.state is (GroupState.STABLE if members else GroupState.EMPTY)
+                continue
             ids = set(group.members)
             assert not ids & set(group.pending_members), "a member is also pending"
             instance_ids = [
@@ -1132,6 +1341,14 @@ class GroupCoordinatorState:
                 assert all(m.sync_token is None for m in group.members.values())
             if group.state is not GroupState.PREPARING_REBALANCE:
                 assert group.initial_delay_remaining_ms is None
+
+
+def _valid_regex(regex: str) -> bool:
+    try:
+        re.compile(regex)
+    except re.error:
+        return False
+    return True
 
 
 def _subscription_topics(metadata: bytes) -> set[str] | None:

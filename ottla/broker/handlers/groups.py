@@ -1,6 +1,7 @@
-"""Classic group coordinator APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+"""Group coordinator APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups,
-DeleteGroups.
+DeleteGroups (classic protocol), ConsumerGroupHeartbeat and ConsumerGroupDescribe
+(the KIP-848 consumer protocol).
 
 Each handler turns a kio request into inputs of `ottla.broker.groups.state` (through
 the broker's `GroupCoordinator`) and the outcome into the response of the requested
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ottla.broker.groups.consumer_state import HeartbeatRequest, TopicInfo
 from ottla.broker.groups.state import (
     GroupState,
     JoinRequest,
@@ -29,8 +32,11 @@ if TYPE_CHECKING:
     from ottla.broker.broker import Broker
     from ottla.broker.groups.coordinator import GroupCoordinator
     from ottla.broker.server import Connection
+    from ottla.cluster import MetadataImage
 
 __all__ = [
+    "handle_consumer_group_describe",
+    "handle_consumer_group_heartbeat",
     "handle_delete_groups",
     "handle_describe_groups",
     "handle_find_coordinator",
@@ -50,6 +56,7 @@ _OPERATIONS_NOT_REQUESTED = -2147483648
 # Kafka's AclOperation codes a group supports: READ (3), DELETE (6), DESCRIBE (8).
 _GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 _ZERO_UUID = uuid.UUID(int=0)
+_CONSUMER_MEMBER_TYPE = 1  # ConsumerGroupDescribe v1: a member of the consumer protocol
 
 
 def _ms(value: datetime.timedelta | int) -> int:
@@ -359,11 +366,20 @@ def _fetch_partition(
 
 
 def _fetch_group(
-    broker: Broker, group_id: str, topics: Any, by_id: bool
+    broker: Broker,
+    group_id: str,
+    topics: Any,
+    by_id: bool,
+    member: tuple[str | None, int] | None = None,
 ) -> tuple[ErrorCode, list[tuple[Any, list[tuple[int, OffsetAndMetadata | None, ErrorCode]]]]]:
-    """(group error, [(topic name or id, [(partition, offset, error)])]) of one group."""
+    """(group error, [(topic name or id, [(partition, offset, error)])]) of one group;
+    `member`: (member id, member epoch) of a v9+ request (checked for consumer groups)."""
     image = broker.image
     state = _coordinator(broker).state
+    if member is not None:
+        error = state.validate_offset_fetch(group_id, member[0], member[1])
+        if error is not ErrorCode.none:
+            return error, []
     if topics is None:
         error, found = state.fetch_offsets(group_id, None)
         grouped: dict[Any, list[tuple[int, OffsetAndMetadata | None, ErrorCode]]] = {}
@@ -408,7 +424,8 @@ def handle_offset_fetch(broker: Broker, connection: Connection, request: Decoded
 
     v2 allows topics=null (every committed partition) and adds a top-level error;
     v5 adds committed_leader_epoch; v7 require_stable; v8 batches groups; v9 adds
-    member_id/member_epoch (KIP-848 consumer groups; ignored for classic groups);
+    member_id/member_epoch (checked for KIP-848 consumer groups: UNKNOWN_MEMBER_ID,
+    STALE_MEMBER_EPOCH; a null member id with epoch -1 is an admin client);
     v10 names topics by topic_id. A partition with no committed offset answers -1
     and empty metadata. Simplified: require_stable never waits (ottla has no
     transactional offset commits yet, so nothing is pending).
@@ -435,7 +452,10 @@ def handle_offset_fetch(broker: Broker, connection: Connection, request: Decoded
         )
     groups = []
     for group in body.groups:
-        error, topics = _fetch_group(broker, group.group_id, group.topics, by_id=by_id)
+        member = (getattr(group, "member_id", None), int(getattr(group, "member_epoch", -1)))
+        error, topics = _fetch_group(
+            broker, group.group_id, group.topics, by_id=by_id, member=member
+        )
         items = tuple(
             make(
                 module.OffsetFetchResponseTopics,
@@ -520,7 +540,9 @@ def handle_describe_groups(broker: Broker, connection: Connection, request: Deco
     there are no ACLs); v4 group_instance_id of members; v6 error_message and
     GROUP_ID_NOT_FOUND for an unknown group (earlier versions: state Dead, no
     error). Member metadata and assignments are filled in for Stable groups only,
-    and protocol_data names the protocol then, as Kafka does.
+    and protocol_data names the protocol then, as Kafka does. A consumer-protocol
+    group is shown with protocol type "consumer", its own state, its assignor as
+    protocol_data and its members without metadata or assignment bytes.
     """
     body = request.body
     version = request.api_version
@@ -573,7 +595,7 @@ def handle_describe_groups(broker: Broker, connection: Connection, request: Deco
                 error_code=ErrorCode.none,
                 error_message=None,
                 group_id=group_id,
-                group_state=summary.state.value,
+                group_state=summary.state_name,
                 protocol_type=summary.protocol_type,
                 protocol_data=summary.protocol_name,
                 members=members,
@@ -586,27 +608,28 @@ def handle_describe_groups(broker: Broker, connection: Connection, request: Deco
 def handle_list_groups(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
     """ListGroups v0-v5.
 
-    v4 adds states_filter and group_state; v5 types_filter and group_type (every
-    group here is "classic"). Filters compare case-insensitively, as Kafka does.
+    v4 adds states_filter and group_state; v5 types_filter and group_type
+    ("classic" or "consumer"). Filters compare case-insensitively, as Kafka does.
     """
     body = request.body
     module = response_module(request)
     states = {s.lower() for s in getattr(body, "states_filter", ())}
     types = {t.lower() for t in getattr(body, "types_filter", ())}
     groups = []
-    if not types or "classic" in types:
-        for summary in _coordinator(broker).state.list_groups():
-            if states and summary.state.value.lower() not in states:
-                continue
-            groups.append(
-                make(
-                    module.ListedGroup,
-                    group_id=summary.group_id,
-                    protocol_type=summary.protocol_type,
-                    group_state=summary.state.value,
-                    group_type="classic",
-                )
+    for summary in _coordinator(broker).state.list_groups():
+        if types and summary.group_type not in types:
+            continue
+        if states and summary.state_name.lower() not in states:
+            continue
+        groups.append(
+            make(
+                module.ListedGroup,
+                group_id=summary.group_id,
+                protocol_type=summary.protocol_type,
+                group_state=summary.state_name,
+                group_type=summary.group_type,
             )
+        )
     return make(
         response_type(request),
         throttle_time=NO_THROTTLE,
@@ -630,3 +653,177 @@ def handle_delete_groups(broker: Broker, connection: Connection, request: Decode
         coordinator.apply(effects)
         results.append(make(module.DeletableGroupResult, group_id=group_id, error_code=error))
     return make(response_type(request), throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+# -- the consumer protocol (KIP-848) -------------------------------------------------------
+
+
+class _ImageTopics(Mapping[str, TopicInfo]):
+    """The metadata image's non-internal topics, as the consumer group machine sees them."""
+
+    def __init__(self, image: MetadataImage) -> None:
+        self._topics = image.topics_by_name
+
+    def __getitem__(self, name: str) -> TopicInfo:
+        topic = self._topics[name]
+        if topic.is_internal:
+            raise KeyError(name)
+        return TopicInfo(topic.topic_id, topic.name, len(topic.partitions))
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, topic in self._topics.items() if not topic.is_internal)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def handle_consumer_group_heartbeat(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """ConsumerGroupHeartbeat v0-v1 (KIP-848).
+
+    Joins (member epoch 0), heartbeats, leaves (-1; -2 for a static member that will
+    return) a consumer group; the answer carries the member epoch, the heartbeat
+    interval and, when it changed or the request was a full one, the member's
+    assignment. v0: a member without an id gets one from the coordinator; v1: the
+    client generates its id (a UUID) and may subscribe by regex
+    (`subscribed_topic_regex`, Python `re` full match over non-internal topics).
+    The rules are `ottla.broker.groups.consumer_state`'s. Simplified: no group
+    authorization.
+    """
+    body = request.body
+    version = request.api_version
+    coordinator = _coordinator(broker)
+    owned = None
+    if body.topic_partitions is not None:
+        owned = tuple(
+            (tp.topic_id, tuple(int(p) for p in tp.partitions))
+            for tp in body.topic_partitions
+            if tp.topic_id is not None
+        )
+    names = body.subscribed_topic_names
+    heartbeat = HeartbeatRequest(
+        member_id=body.member_id,
+        member_epoch=int(body.member_epoch),
+        instance_id=body.instance_id,
+        rack_id=body.rack_id,
+        rebalance_timeout_ms=_ms(body.rebalance_timeout),
+        subscribed_topic_names=None if names is None else tuple(str(n) for n in names),
+        subscribed_topic_regex=getattr(body, "subscribed_topic_regex", None),
+        server_assignor=body.server_assignor,
+        owned=owned,
+        client_id=connection.client_id or "",
+        client_host=_client_host(connection),
+        version=version,
+        new_member_id=str(uuid.uuid4()) if version == 0 and not body.member_id else "",
+    )
+    result, effects = coordinator.state.consumer_heartbeat(
+        body.group_id, heartbeat, _ImageTopics(broker.image), broker.clock()
+    )
+    coordinator.apply(effects)
+    module = response_module(request)
+    assignment = None
+    if result.assignment is not None:
+        assignment = make(
+            module.Assignment,
+            topic_partitions=tuple(
+                make(module.TopicPartitions, topic_id=topic_id, partitions=partitions)
+                for topic_id, partitions in result.assignment
+            ),
+        )
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=result.error,
+        error_message=result.error_message,
+        member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
+        assignment=assignment,
+    )
+
+
+def handle_consumer_group_describe(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """ConsumerGroupDescribe v0-v1 (KIP-848).
+
+    Per group: state (Empty, Assigning, Reconciling, Stable), group and assignment
+    epochs, the assignor, and each member's epoch, subscription, current and target
+    assignment (topic ids with names). v1 adds member_type (1: consumer protocol).
+    A classic or unknown group is GROUP_ID_NOT_FOUND, an empty id INVALID_GROUP_ID.
+    include_authorized_operations is answered with READ, DELETE, DESCRIBE (no ACLs).
+    """
+    body = request.body
+    module = response_module(request)
+    state = _coordinator(broker).state
+    topics_by_id = broker.image.topics_by_id
+    operations = (
+        _GROUP_OPERATIONS if body.include_authorized_operations else _OPERATIONS_NOT_REQUESTED
+    )
+
+    def assignment(partitions: tuple[tuple[uuid.UUID, tuple[int, ...]], ...]) -> Any:
+        items = []
+        for topic_id, indexes in partitions:
+            topic = topics_by_id.get(topic_id)
+            items.append(
+                make(
+                    module.TopicPartitions,
+                    topic_id=topic_id,
+                    topic_name=topic.name if topic is not None else "",
+                    partitions=indexes,
+                )
+            )
+        return make(module.Assignment, topic_partitions=tuple(items))
+
+    groups = []
+    for group_id in body.group_ids:
+        error, message, summary = state.consumer_describe(group_id)
+        if summary is None:
+            groups.append(
+                make(
+                    module.DescribedGroup,
+                    error_code=error,
+                    error_message=message,
+                    group_id=group_id,
+                    group_state="Dead",
+                    group_epoch=-1,
+                    assignment_epoch=-1,
+                    assignor_name="",
+                    members=(),
+                    authorized_operations=operations,
+                )
+            )
+            continue
+        members = tuple(
+            make(
+                module.Member,
+                member_id=m.member_id,
+                instance_id=m.instance_id,
+                rack_id=m.rack_id,
+                member_epoch=m.member_epoch,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                subscribed_topic_names=m.subscribed_topic_names,
+                subscribed_topic_regex=m.subscribed_topic_regex,
+                assignment=assignment(m.assignment),
+                target_assignment=assignment(m.target_assignment),
+                member_type=_CONSUMER_MEMBER_TYPE,
+            )
+            for m in summary.members
+        )
+        groups.append(
+            make(
+                module.DescribedGroup,
+                error_code=ErrorCode.none,
+                error_message=None,
+                group_id=group_id,
+                group_state=summary.state,
+                group_epoch=summary.group_epoch,
+                assignment_epoch=summary.assignment_epoch,
+                assignor_name=summary.assignor_name,
+                members=members,
+                authorized_operations=operations,
+            )
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, groups=tuple(groups))
