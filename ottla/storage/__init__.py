@@ -24,6 +24,7 @@ from ottla.storage.log import (
     Log,
     LogReadResult,
     OffsetOutOfRangeError,
+    sync_file,
 )
 from ottla.storage.retention import SegmentInfo, segments_to_delete
 from ottla.storage.segment import CorruptSegmentError, LogSegment, MapBudget, ReadLease
@@ -50,4 +51,5 @@ __all__ = [
     "compact",
     "prepare_clean",
     "segments_to_delete",
+    "sync_file",
 ]

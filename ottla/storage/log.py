@@ -33,7 +33,7 @@ import bisect
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -186,6 +186,18 @@ def _validated_batches(data: memoryview) -> list[_BatchFacts]:
     return batches
 
 
+def sync_file(path: Path) -> None:
+    """fsync a (sealed) segment file by path; any thread. A deleted file needs none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Log:
     """A partition log: `<topic>-<partition>/` with its segments and checkpoints."""
 
@@ -205,6 +217,13 @@ class Log:
         self.closed = False
         self.generation = 0
         """Bumped when segments are removed or rewritten (the cleaner checks it)."""
+        self.on_seal: Callable[[Path, int], None] | None = None
+        """When set, rolling does not fsync the sealed segment on the caller's thread:
+        it calls `on_seal(path, next_offset)`, and the owner fsyncs the file elsewhere
+        (`sync_file`, in a worker thread) then calls `seal_synced(next_offset)`. Kafka
+        flushes rolled segments asynchronously the same way; the recovery point moves
+        only past synced segments, so a crash meanwhile rescans them."""
+        self._unsynced_seals: list[list[int]] = []  # [next_offset, synced?] in roll order
 
     # -- opening --------------------------------------------------------------------------
 
@@ -563,9 +582,14 @@ class Log:
 
     def _roll(self, base_offset: int, now_ms: int, incoming_bytes: int) -> LogSegment:
         old = self.active_segment
-        old.seal()
-        # Every earlier segment was fsynced when it was sealed.
-        self._set_recovery_point(old.next_offset)
+        if self.on_seal is None:
+            old.seal()
+            # Every earlier segment was fsynced when it was sealed.
+            self._set_recovery_point(old.next_offset)
+        else:
+            old.seal(sync=False)
+            self._unsynced_seals.append([old.next_offset, 0])
+            self.on_seal(old.log_path, old.next_offset)
         segment = LogSegment.create(
             self.directory,
             max(base_offset, old.next_offset),
@@ -586,9 +610,38 @@ class Log:
         self.reap()
         return segment
 
+    def seal_synced(self, next_offset: int) -> None:
+        """The sealed segment ending at `next_offset` is durable (owner thread).
+
+        The recovery point moves past the longest prefix of synced seals, so it never
+        skips a segment whose sync is still running.
+        """
+        for entry in self._unsynced_seals:
+            if entry[0] == next_offset:
+                entry[1] = 1
+        while self._unsynced_seals and self._unsynced_seals[0][1]:
+            synced_to = self._unsynced_seals.pop(0)[0]
+            if not self.closed and synced_to > self.recovery_point:
+                self._set_recovery_point(synced_to)
+
+    def _sync_unsynced_seals(self) -> None:
+        for next_offset, synced in list(self._unsynced_seals):
+            if not synced:
+                segment = self._segment_ending_at(next_offset)
+                if segment is not None:
+                    sync_file(segment.log_path)
+        self._unsynced_seals.clear()
+
+    def _segment_ending_at(self, next_offset: int) -> LogSegment | None:
+        for segment in self.segments:
+            if segment.next_offset == next_offset and not segment.active:
+                return segment
+        return None
+
     def flush(self, now_ms: int = 0) -> None:
         """Make everything appended so far durable and move the recovery point to it."""
         self._check_open()
+        self._sync_unsynced_seals()
         self.active_segment.flush()
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms

@@ -659,18 +659,25 @@ class LogSegment:
         finally:
             os.close(fd)
 
-    def seal(self) -> None:
-        """Roll or close: flush, write the final time entry, trim files, fsync."""
+    def seal(self, sync: bool = True) -> None:
+        """Roll or close: flush, write the final time entry, trim files, fsync.
+
+        With `sync=False` the data is not fsynced here: the caller syncs the file
+        later (off the event loop, see `Log.on_seal`) and only then moves the
+        recovery point past it, so a crash in between rescans this segment.
+        """
         if not self.active:
             return
-        self.flush()
+        if sync:
+            self.flush()
         self._append_final_time_entry()
         self.offset_index.trim()
         self.time_index.trim()
         assert self._fd is not None
         # Only the unused preallocated tail goes: no view reaches past `size`.
         os.ftruncate(self._fd, self.size)
-        os.fsync(self._fd)
+        if sync:
+            os.fsync(self._fd)
         self._close_fd()
         self.active = False
         self._retire_map()
