@@ -513,6 +513,8 @@ class ConsumerGroup:
                 new_member = True
             elif member.instance_id != instance and member.instance_id is not None:
                 return HeartbeatResult(ErrorCode.fenced_instance_id, "The instance id changed.")
+            elif member.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                member.member_epoch = member.previous_member_epoch  # back under the same id
         else:
             if member is None:
                 return HeartbeatResult(
