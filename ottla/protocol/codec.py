@@ -126,12 +126,9 @@ def decode_request(
             ErrorCode.invalid_request,
             f"malformed {spec.name} v{api_version} request: {type(error).__name__}: {error}",
         ) from None
-    if header.body_offset + size != len(frame):
-        raise ProtocolError(
-            ErrorCode.invalid_request,
-            f"{spec.name} v{api_version} request has "
-            f"{len(frame) - header.body_offset - size} trailing bytes",
-        )
+    # Bytes after the body are ignored, as Kafka's parser ignores them: librdkafka
+    # 2.x sends a Metadata v13 "all topics" request with a 4-byte array placeholder
+    # where the compact count is one byte, leaving 3 trailing bytes.
     return DecodedRequest(header=header, body=body, spec=spec)
 
 

@@ -123,14 +123,21 @@ def test_short_frame_is_protocol_error() -> None:
     assert raised.value.error_code is ErrorCode.invalid_request
 
 
-def test_trailing_bytes_are_rejected() -> None:
+def test_trailing_bytes_are_ignored_as_kafka_does() -> None:
     spec = SUPPORTED_APIS[18]
     body = io.BytesIO()
     entity_writer(spec.request_type(0))(body, spec.request_type(0)())
     frame = _request(18, 0, 1, flexible=False) + body.getvalue()
-    assert decode_request(frame).header.correlation_id == 1
-    with pytest.raises(ProtocolError):
-        decode_request(frame + b"\x00")
+    assert decode_request(frame + b"\x00\x01").header.correlation_id == 1
+
+
+def test_librdkafka_all_topics_metadata_v13_decodes() -> None:
+    # librdkafka 2.16's Metadata v13 "all topics" request (list_topics()): a 4-byte
+    # array placeholder where the compact count is one byte leaves 3 trailing bytes.
+    frame = bytes.fromhex("0003000d00000003000772646b61666b610000000000010000")
+    request = decode_request(frame)
+    assert request.header.client_id == "rdkafka"
+    assert request.body.topics is None
 
 
 @pytest.mark.parametrize("version", range(5))
