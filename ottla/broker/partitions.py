@@ -19,6 +19,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -339,10 +340,36 @@ class ReplicaManager:
                 shutil.rmtree(directory, ignore_errors=True)
 
     def close(self) -> None:
-        for partition in self:
-            try:
-                partition.write_producer_snapshot()
-            except OSError as error:
-                log.warning("producer_snapshot_failed", partition=partition.name, error=str(error))
-            partition.log.close()
+        """Snapshot producer state and close every log, in parallel threads.
+
+        Closing a log costs a few fsyncs (the active segment, its trim, the
+        checkpoints); one after another that was ~50 ms per partition on a slow
+        disk (450 partitions: 25 s). Logs share nothing but the map budget, which
+        is locked, so they close concurrently and the fsyncs overlap.
+        """
+        partitions = list(self)
+        if partitions:
+            workers = min(_CLOSE_THREADS_MAX, len(partitions))
+            with ThreadPoolExecutor(workers, thread_name_prefix="log-close") as pool:
+                for partition, error in zip(
+                    partitions, pool.map(_close_partition, partitions), strict=True
+                ):
+                    if error is not None:
+                        log.error("log_close_failed", partition=partition.name, error=error)
         self.partitions.clear()
+
+
+_CLOSE_THREADS_MAX = 16
+
+
+def _close_partition(partition: Partition) -> str | None:
+    """Write the producer snapshot and close the log; the error text, if any."""
+    try:
+        partition.write_producer_snapshot()
+    except OSError as error:
+        log.warning("producer_snapshot_failed", partition=partition.name, error=str(error))
+    try:
+        partition.log.close()
+    except Exception as error:  # a thread boundary: report, let the others close
+        return repr(error)
+    return None

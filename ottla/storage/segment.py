@@ -32,6 +32,7 @@ import contextlib
 import mmap
 import os
 import struct
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Final
@@ -75,22 +76,27 @@ class MapBudget:
     def __init__(self, sealed_maps_max: int = 1024) -> None:
         self.sealed_maps_max = sealed_maps_max
         self._mapped: OrderedDict[int, LogSegment] = OrderedDict()
+        # Logs are owned by one thread each, but this budget is shared by all of them
+        # and a broker closes its logs in parallel threads at shutdown.
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._mapped)
 
     def touch(self, segment: LogSegment) -> None:
-        self._mapped[id(segment)] = segment
-        self._mapped.move_to_end(id(segment))
-        if len(self._mapped) > self.sealed_maps_max:
-            for key, victim in list(self._mapped.items()):
-                if len(self._mapped) <= self.sealed_maps_max:
-                    break
-                if victim is not segment and victim.unmap():
-                    del self._mapped[key]
+        with self._lock:
+            self._mapped[id(segment)] = segment
+            self._mapped.move_to_end(id(segment))
+            if len(self._mapped) > self.sealed_maps_max:
+                for key, victim in list(self._mapped.items()):
+                    if len(self._mapped) <= self.sealed_maps_max:
+                        break
+                    if victim is not segment and victim.unmap():
+                        del self._mapped[key]
 
     def forget(self, segment: LogSegment) -> None:
-        self._mapped.pop(id(segment), None)
+        with self._lock:
+            self._mapped.pop(id(segment), None)
 
 
 DEFAULT_MAP_BUDGET: Final = MapBudget()
