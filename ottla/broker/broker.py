@@ -2,14 +2,24 @@
 
 Lifecycle:
 - `start()`: lock the data dir, read or write `meta.properties` (cluster id, node
-  id), bind the listeners (a port in use fails before any log is opened), replay
-  the metadata log into the image, open every hosted partition, start serving,
-  and start the timers (retention, producer-state snapshots).
+  id), bind the listeners (a port in use fails before any log is opened), open the
+  Raft log and start the driver (a quorum of one elects itself and replays the
+  metadata log into the image at once; with several voters the node serves the
+  quorum's requests and waits until it has caught up with the leader), register
+  itself through the quorum, open every hosted partition, and start the timers.
 - `stop()`: stop accepting, let in-flight requests finish (bounded), flush and
   close every log (each writes its clean-shutdown marker), close the metadata log.
 
 Handlers reach everything through this object (`broker.image`, `broker.replicas`,
-`broker.append_metadata(...)`), which owns the mutable state on the event loop.
+`await broker.append_metadata(...)`), which owns the mutable state on the event loop.
+
+Metadata writes: `append_metadata(records)` proposes the records through the Raft
+quorum and returns once they are committed and applied to this node's image. On the
+quorum leader that is a local proposal (with one voter it commits before the call
+returns, without yielding); on any other node the records are forwarded to the leader
+(Envelope, see handlers/quorum.py) and the call waits until this node has applied the
+leader's commit. Every node applies the same committed records to its image, and
+`_apply_image` opens or removes the partitions it hosts.
 """
 
 from __future__ import annotations
@@ -31,17 +41,25 @@ from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
 from ottla.broker.groups.coordinator import GroupCoordinator
 from ottla.broker.partitions import Partition, ReplicaManager
+from ottla.broker.rpc import NodeClient, parse_voters
 from ottla.broker.server import Connection, ConnectionLimits
 from ottla.cluster import (
     Endpoint,
     MetadataImage,
     MetadataLog,
     MetadataRecord,
+    NotLeaderError,
     ProducerIdsRecord,
+    RaftConfig,
+    RaftDriver,
+    RaftStorage,
+    RaftStorageError,
     RegisterBrokerRecord,
     TopicImage,
+    encode_payloads,
 )
 from ottla.config import TOPIC_CONFIGS, BrokerConfig, ConfigError, parse_value
+from ottla.protocol import ErrorCode, make
 from ottla.storage import LogConfig, abort_clean, clean, commit_clean, prepare_clean
 
 __all__ = ["Broker", "StartupError", "validate_topic_config"]
@@ -50,10 +68,16 @@ log = structlog.get_logger("ottla.broker")
 
 PRODUCER_ID_BLOCK = 1000
 _SHUTDOWN_GRACE_S = 5.0
+METADATA_WRITE_TIMEOUT_S = 15.0
+_RETRY_S = 0.05
 
 
 class StartupError(Exception):
     """Startup cannot proceed; the message is the one line the operator sees."""
+
+
+class MetadataUnavailableError(Exception):
+    """A metadata write could not be committed in time (no reachable quorum leader)."""
 
 
 def now_ms() -> int:
@@ -70,6 +94,9 @@ class Broker:
         self.data_dir = config.data_dir
         self.cluster_id = ""
         self.metadata: MetadataLog | None = None
+        self.raft: RaftDriver | None = None
+        self.node_client: NodeClient | None = None
+        self._raft_storage: RaftStorage | None = None
         self.replicas = ReplicaManager(self.data_dir)
         self.groups = GroupCoordinator(self)
         self.fetch_sessions = FetchSessionCache(
@@ -92,13 +119,81 @@ class Broker:
         assert self.metadata is not None
         return self.metadata.image
 
-    def append_metadata(self, records: list[MetadataRecord]) -> MetadataImage:
-        """Commit metadata records and bring hosted partitions in line with the image."""
-        assert self.metadata is not None
-        before = self.metadata.image
-        image = self.metadata.append(records, self.clock())
-        self._apply_image(before, image)
-        return image
+    async def append_metadata(
+        self, records: list[MetadataRecord], timeout_s: float = METADATA_WRITE_TIMEOUT_S
+    ) -> MetadataImage:
+        """Commit metadata records through the quorum; return once this node applied them
+        (the image listener has brought hosted partitions in line). Raises
+        MetadataUnavailableError when no leader commits them within `timeout_s`."""
+        if not records:
+            return self.image
+        payloads = encode_payloads(records, self.clock())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            raft = self.raft
+            assert raft is not None, "metadata write before start()"
+            remaining = deadline - loop.time()
+            try:
+                if raft.is_leader:
+                    await self.propose_metadata(payloads, remaining)
+                    return self.image
+                if raft.leader_id >= 0:
+                    offset = await self._forward_metadata(raft.leader_id, payloads, remaining)
+                    if offset is not None:
+                        await asyncio.wait_for(raft.wait_applied(offset), deadline - loop.time())
+                        return self.image
+            except NotLeaderError:
+                pass  # not committed: the leader changed; ask the new one
+            except TimeoutError:
+                break
+            if loop.time() + _RETRY_S >= deadline:
+                break
+            await asyncio.sleep(_RETRY_S)
+        raise MetadataUnavailableError(
+            f"metadata write not committed within {timeout_s:.0f} s (leader "
+            f"{self.raft.leader_id if self.raft else -1})"
+        )
+
+    def propose_metadata_nowait(self, records: list[MetadataRecord]) -> asyncio.Future[int]:
+        """On the leader: propose `records` and return the commit future (already done on a
+        quorum of one). Raises NotLeaderError elsewhere."""
+        assert self.raft is not None
+        return self.raft.propose(encode_payloads(records, self.clock()))
+
+    async def propose_metadata(self, payloads: list[bytes], timeout_s: float) -> int:
+        """On the leader: propose entry payloads, return the last offset once committed."""
+        assert self.raft is not None
+        future = self.raft.propose(payloads)
+        if future.done():  # one voter: committed already
+            return future.result()
+        return await asyncio.wait_for(asyncio.shield(future), max(timeout_s, 0.001))
+
+    async def _forward_metadata(
+        self, leader_id: int, payloads: list[bytes], timeout_s: float
+    ) -> int | None:
+        """Send a write to the quorum leader (Envelope); the committed offset, or None if
+        it was not the leader (NOT_CONTROLLER). Raises TimeoutError; a connection failure
+        is retried by the caller only while the write is known not to be committed."""
+        client = self.node_client
+        assert client is not None
+        from ottla.protocol import SUPPORTED_APIS  # noqa: PLC0415
+
+        request = make(
+            SUPPORTED_APIS[58].request_type(0),
+            request_data=b"".join(payloads),
+            request_principal=None,
+            client_host_address=b"",
+        )
+        try:
+            response = await client.send(leader_id, request, max(timeout_s, 0.001))
+        except (OSError, ConnectionError):
+            return None  # never reached the leader's handler... or its answer was lost
+        if response.error_code == ErrorCode.none and response.response_data:
+            return int.from_bytes(response.response_data, "big")
+        if response.error_code == ErrorCode.request_timed_out:
+            raise TimeoutError("the quorum leader did not commit the write in time")
+        return None
 
     def live_broker_ids(self) -> list[int]:
         return sorted(b.broker_id for b in self.image.brokers.values() if not b.fenced)
@@ -112,13 +207,19 @@ class Broker:
     def log_config(self, properties: dict[str, str]) -> LogConfig:
         return LogConfig.from_properties(properties)
 
-    def allocate_producer_id(self) -> int:
+    async def allocate_producer_id(self) -> int:
         """A fresh producer id, from blocks recorded in the metadata log."""
-        if self._next_producer_id >= self._producer_id_limit:
+        while self._next_producer_id >= self._producer_id_limit:
             start = self.image.next_producer_id
-            self.append_metadata([ProducerIdsRecord(self.node_id, 0, start + PRODUCER_ID_BLOCK)])
-            self._next_producer_id = start
-            self._producer_id_limit = start + PRODUCER_ID_BLOCK
+            await self.append_metadata(
+                [ProducerIdsRecord(self.node_id, 0, start + PRODUCER_ID_BLOCK)]
+            )
+            if self._next_producer_id < self._producer_id_limit:
+                break  # a concurrent caller got a block meanwhile
+            # The block is ours if our record was the one that moved the watermark to it.
+            if self.image.next_producer_id == start + PRODUCER_ID_BLOCK:
+                self._next_producer_id = start
+                self._producer_id_limit = start + PRODUCER_ID_BLOCK
         producer_id = self._next_producer_id
         self._next_producer_id += 1
         return producer_id
@@ -130,12 +231,46 @@ class Broker:
         # Bind before opening any log: a port in use ends startup with its one line.
         await self._listen()
         started = self.clock()
-        self.metadata = MetadataLog.open(self.data_dir, started)
-        self._register_self()
-        self._apply_image(MetadataImage(), self.image)
-        self.groups.load()
+        voters = self._quorum_voters()
+        try:
+            storage = RaftStorage.open(self.data_dir, started)
+        except (RaftStorageError, OSError) as error:
+            raise StartupError(f"log.dirs: metadata log unreadable: {error}") from None
+        self._raft_storage = storage
+        self.metadata = MetadataLog(on_change=self._apply_image)
+        self.node_client = NodeClient({k: v for k, v in voters.items() if k != self.node_id})
+        client = self.node_client
+        request_timeout_s = int(self.config.get("controller.quorum.request.timeout.ms")) / 1000
+
+        class _Transport:
+            async def send(self, node_id: int, request: Any) -> Any:
+                timeout_s = request_timeout_s
+                max_wait = getattr(request, "max_wait", None)
+                if max_wait is not None:
+                    timeout_s += max_wait.total_seconds()
+                return await client.send(node_id, request, timeout_s)
+
+        self.raft = RaftDriver(
+            self.node_id,
+            RaftConfig(
+                voters=frozenset(voters),
+                election_timeout_ms=int(self.config.get("controller.quorum.election.timeout.ms")),
+                fetch_timeout_ms=int(self.config.get("controller.quorum.fetch.timeout.ms")),
+                request_timeout_ms=int(self.config.get("controller.quorum.request.timeout.ms")),
+                retry_backoff_ms=int(self.config.get("controller.quorum.retry.backoff.ms")),
+            ),
+            storage,
+            _Transport(),
+            self.metadata,
+            cluster_id=self.cluster_id,
+        )
+        self.raft.start()
         for server in self._servers:
             await server.start_serving()
+        # A quorum of one is caught up already; several voters wait for a leader.
+        await self.raft.wait_caught_up()
+        await self._register_self()
+        self.groups.load()
         self._timers.append(asyncio.create_task(self._retention_loop()))
         if self.config.get("log.cleaner.enable"):
             self._timers.append(asyncio.create_task(self._cleaner_loop()))
@@ -150,7 +285,25 @@ class Broker:
             data_dir=str(self.data_dir),
             cluster_id=self.cluster_id,
             partitions=len(self.replicas.partitions),
+            voters=",".join(str(v) for v in sorted(voters)),
+            quorum_leader=self.raft.leader_id,
         )
+
+    def _quorum_voters(self) -> dict[int, tuple[str, int]]:
+        """`controller.quorum.voters`, or this node alone at its first listener."""
+        try:
+            voters = parse_voters(self.config.get("controller.quorum.voters") or [])
+        except ValueError as error:
+            raise StartupError(f"controller.quorum.voters: {error}") from None
+        if not voters:
+            listener = self.config.listeners[0]
+            return {self.node_id: (listener.host or "127.0.0.1", self.bound_ports[0])}
+        if self.node_id not in voters:
+            raise StartupError(
+                f"controller.quorum.voters: node.id {self.node_id} is not a voter; "
+                "broker-only nodes (observers) are not supported yet"
+            )
+        return voters
 
     def _prepare_data_dir(self) -> None:
         directory = self.data_dir
@@ -190,6 +343,12 @@ class Broker:
                     f"of data directory {directory}"
                 )
         else:
+            voters = self.config.get("controller.quorum.voters") or []
+            if not configured and len([v for v in voters if v.strip()]) > 1:
+                raise StartupError(
+                    "cluster.id: required when controller.quorum.voters lists several "
+                    "voters (every node of a cluster must be formatted with the same id)"
+                )
             self.cluster_id = configured or _new_cluster_id()
             temporary = meta.with_suffix(".tmp")
             temporary.write_text(
@@ -197,7 +356,7 @@ class Broker:
             )
             temporary.replace(meta)
 
-    def _register_self(self) -> None:
+    async def _register_self(self) -> None:
         current = self.image.brokers.get(self.node_id)
         endpoints = tuple(
             Endpoint(lst.name, lst.host, lst.port) for lst in self.config.advertised_listeners
@@ -206,7 +365,7 @@ class Broker:
             (e.name, e.host, e.port) for e in endpoints
         ):
             return
-        self.append_metadata(
+        await self.append_metadata(
             [
                 RegisterBrokerRecord(
                     broker_id=self.node_id,
@@ -374,9 +533,15 @@ class Broker:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self.raft is not None:
+            with contextlib.suppress(Exception):
+                await self.raft.stop()
+        if self.node_client is not None:
+            await self.node_client.close()
         self.replicas.close()
-        if self.metadata is not None:
-            self.metadata.close()
+        if self._raft_storage is not None:
+            self._raft_storage.close()
+            self._raft_storage = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -18,7 +18,15 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ottla.broker.handlers import admin, fetch, groups, metadata, offsets, produce, producer_ids
+from ottla.broker.handlers import (
+    admin,
+    groups,
+    metadata,
+    offsets,
+    produce,
+    producer_ids,
+    quorum,
+)
 from ottla.broker.server import Chunks, Connection, unsupported_error_body
 from ottla.protocol import (
     SUPPORTED_APIS,
@@ -55,7 +63,7 @@ def handle_api_versions(broker: Broker, connection: Connection, request: Decoded
 HANDLERS: dict[int, Handler] = {
     _API_VERSIONS: handle_api_versions,
     0: produce.handle_produce,
-    1: fetch.handle_fetch,
+    1: quorum.handle_fetch,  # metadata-partition fetches go to the Raft driver
     2: offsets.handle_list_offsets,
     3: metadata.handle_metadata,
     19: admin.handle_create_topics,
@@ -82,6 +90,12 @@ HANDLERS: dict[int, Handler] = {
     47: groups.handle_offset_delete,
     68: groups.handle_consumer_group_heartbeat,
     69: groups.handle_consumer_group_describe,
+    52: quorum.handle_raft_request,  # Vote
+    53: quorum.handle_raft_request,  # BeginQuorumEpoch
+    54: quorum.handle_raft_request,  # EndQuorumEpoch
+    55: quorum.handle_describe_quorum,
+    58: quorum.handle_envelope,
+    59: quorum.handle_raft_request,  # FetchSnapshot
 }
 
 

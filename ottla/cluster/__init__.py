@@ -12,7 +12,7 @@ from ottla.cluster.controller.rules import (
     validate_topic_name,
 )
 from ottla.cluster.metadata.image import BrokerImage, MetadataImage, PartitionImage, TopicImage
-from ottla.cluster.metadata.log import METADATA_TOPIC, MetadataLog
+from ottla.cluster.metadata.log import METADATA_TOPIC, MetadataLog, encode_payloads
 from ottla.cluster.metadata.records import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
@@ -26,11 +26,21 @@ from ottla.cluster.metadata.records import (
     RemoveTopicRecord,
     TopicRecord,
 )
+from ottla.cluster.raft.codec import (
+    METADATA_TOPIC_ID,
+    error_response,
+    request_source,
+)
+from ottla.cluster.raft.core import NotLeader, QuorumInfo, RaftConfig
+from ottla.cluster.raft.driver import NotLeaderError, RaftDriver, Transport
+from ottla.cluster.raft.log import RaftStorage, RaftStorageError
+from ottla.cluster.raft.state import Role
 
 __all__ = [
     "BROKER_RESOURCE",
     "INTERNAL_TOPICS",
     "METADATA_TOPIC",
+    "METADATA_TOPIC_ID",
     "TOPIC_RESOURCE",
     "BrokerImage",
     "ConfigRecord",
@@ -39,19 +49,31 @@ __all__ = [
     "MetadataLog",
     "MetadataRecord",
     "NewTopic",
+    "NotLeader",
+    "NotLeaderError",
     "PartitionChangeRecord",
     "PartitionImage",
     "PartitionRecord",
     "ProducerIdsRecord",
+    "QuorumInfo",
+    "RaftConfig",
+    "RaftDriver",
+    "RaftStorage",
+    "RaftStorageError",
     "RegisterBrokerRecord",
     "RemoveTopicRecord",
+    "Role",
     "RuleResult",
     "TopicDefaults",
     "TopicImage",
     "TopicRecord",
+    "Transport",
     "assign_replicas",
     "create_partitions",
     "create_topics",
     "delete_topics",
+    "encode_payloads",
+    "error_response",
+    "request_source",
     "validate_topic_name",
 ]

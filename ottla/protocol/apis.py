@@ -206,6 +206,14 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("delete_groups"),
         make_spec("consumer_group_heartbeat"),
         make_spec("consumer_group_describe"),
+        # KRaft (KIP-595, KIP-996): the metadata quorum, served by the Raft driver.
+        make_spec("vote"),
+        make_spec("begin_quorum_epoch"),
+        make_spec("end_quorum_epoch"),
+        make_spec("fetch_snapshot"),
+        make_spec("describe_quorum"),
+        # Broker-internal: a non-leader forwards metadata records to the quorum leader.
+        make_spec("envelope"),
     ]
 )
 

@@ -63,7 +63,7 @@ from ottla.broker.groups.state import (
     JoinResult,
     SyncResult,
 )
-from ottla.cluster import NewTopic, TopicDefaults, create_topics
+from ottla.cluster import MetadataRecord, NewTopic, TopicDefaults, create_topics
 from ottla.protocol import ProtocolError, Record, build_batch, decode_records, iter_batches
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ class GroupCoordinator:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline_ms: int | None = None
+        self._creating: asyncio.Future[Any] | None = None
         self._stopped = False
 
     # -- the offsets topic ---------------------------------------------------------------
@@ -132,11 +133,41 @@ class GroupCoordinator:
     def partition_for(self, group_id: str) -> int:
         return (java_string_hashcode(group_id) & 0x7FFFFFFF) % self.num_partitions
 
-    def ensure_topic(self) -> None:
-        """Create `__consumer_offsets` through the controller rules if it is missing."""
-        broker = self.broker
-        if broker.image.topic(OFFSETS_TOPIC) is not None:
+    def topic_missing(self) -> bool:
+        return self.broker.image.topic(OFFSETS_TOPIC) is None
+
+    def ensure_topic_soon(self) -> None:
+        """Create `__consumer_offsets` if it is missing: at once on the leader of a quorum
+        of one (so the write that needs it proceeds), else in the background."""
+        if not self.topic_missing() or self._creating is not None:
             return
+        if self.broker.raft is not None and self.broker.raft.is_leader:
+            records = self._offsets_topic_records()
+            if not records:
+                return
+            future = self.broker.propose_metadata_nowait(records)
+            if future.done():
+                return
+            self._creating = future
+        else:
+            self._creating = asyncio.ensure_future(self.ensure_topic())
+        self._creating.add_done_callback(self._created)
+
+    def _created(self, task: asyncio.Future[Any]) -> None:
+        self._creating = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("offsets_topic_not_created", error=repr(task.exception()))
+
+    async def ensure_topic(self) -> None:
+        """Create `__consumer_offsets` through the controller rules if it is missing."""
+        if self.topic_missing():
+            records = self._offsets_topic_records()
+            if records:
+                await self.broker.append_metadata(records)
+                log.info("offsets_topic_created")
+
+    def _offsets_topic_records(self) -> list[MetadataRecord]:
+        broker = self.broker
         live = broker.live_broker_ids()
         replication = min(int(broker.config.get("offsets.topic.replication.factor")), len(live))
         new_topic = NewTopic(
@@ -159,9 +190,7 @@ class GroupCoordinator:
         )
         if not records:
             log.error("offsets_topic_not_created", error=results[0].error_message)
-            return
-        broker.append_metadata(records)
-        log.info("offsets_topic_created", partitions=new_topic.num_partitions)
+        return records
 
     # -- loading -------------------------------------------------------------------------
 
@@ -295,7 +324,7 @@ class GroupCoordinator:
         self._arm(effects.deadline_ms)
 
     def _persist(self, records: Sequence[CoordinatorRecord]) -> None:
-        self.ensure_topic()
+        self.ensure_topic_soon()
         now = self.broker.clock()
         by_partition: dict[int, list[Record]] = {}
         for key, value in records:

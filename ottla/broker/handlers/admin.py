@@ -16,9 +16,12 @@ resources are accepted and recorded (dynamic broker configs), not applied live.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import uuid
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.cluster import (
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from ottla.broker.server import Connection
 
 __all__ = [
+    "auto_create_on_demand",
     "auto_create_topics",
     "handle_alter_configs",
     "handle_create_partitions",
@@ -49,6 +53,8 @@ __all__ = [
     "handle_describe_log_dirs",
     "handle_incremental_alter_configs",
 ]
+
+log = structlog.get_logger("ottla.admin")
 
 # ConfigSource and ConfigType, as Kafka numbers them.
 DYNAMIC_TOPIC_CONFIG = 1
@@ -71,7 +77,22 @@ def _validate_config(name: str, value: str | None) -> str | None:
     return validate_topic_config(name, value)
 
 
-def auto_create_topics(broker: Broker, names: list[str]) -> None:
+async def auto_create_on_demand(
+    handler: Any, broker: Broker, connection: Connection, request: DecodedRequest, names: list[str]
+) -> Any:
+    """Create `names`, then run `handler` again, told that creation was attempted (for
+    Metadata and Produce, which stay synchronous unless they auto-create)."""
+    try:
+        await auto_create_topics(broker, names)
+    except Exception as error:  # a task boundary: the handler answers without the topics
+        log.warning("auto_create_failed", topics=",".join(names), error=repr(error))
+    result = handler(broker, connection, request, auto_created=True)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def auto_create_topics(broker: Broker, names: list[str]) -> None:
     """Create `names` with the broker's defaults (Metadata/Produce auto-creation)."""
     records, _ = create_topics(
         broker.image,
@@ -83,10 +104,12 @@ def auto_create_topics(broker: Broker, names: list[str]) -> None:
         placement_start=len(broker.image.topics_by_name),
     )
     if records:
-        broker.append_metadata(records)
+        await broker.append_metadata(records)
 
 
-def handle_create_topics(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+async def handle_create_topics(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
     body = request.body
     module = response_module(request)
     topics = [
@@ -109,7 +132,7 @@ def handle_create_topics(broker: Broker, connection: Connection, request: Decode
         placement_start=len(broker.image.topics_by_name),
     )
     if records and not body.validate_only:
-        broker.append_metadata(records)
+        await broker.append_metadata(records)
     out = []
     for result in results:
         configs = None
@@ -142,7 +165,9 @@ def handle_create_topics(broker: Broker, connection: Connection, request: Decode
     return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(out))
 
 
-def handle_delete_topics(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+async def handle_delete_topics(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
     body = request.body
     module = response_module(request)
     if request.api_version >= 6:
@@ -153,7 +178,7 @@ def handle_delete_topics(broker: Broker, connection: Connection, request: Decode
         ids = [None] * len(names)
     records, results = delete_topics(broker.image, names, ids)
     if records:
-        broker.append_metadata(records)
+        await broker.append_metadata(records)
     responses = tuple(
         make(
             module.DeletableTopicResult,
@@ -167,7 +192,7 @@ def handle_delete_topics(broker: Broker, connection: Connection, request: Decode
     return make(response_type(request), throttle_time=NO_THROTTLE, responses=responses)
 
 
-def handle_create_partitions(
+async def handle_create_partitions(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
     body = request.body
@@ -191,7 +216,7 @@ def handle_create_partitions(
             )
         )
     if all_records and not body.validate_only:
-        broker.append_metadata(all_records)
+        await broker.append_metadata(all_records)
     return make(response_type(request), throttle_time=NO_THROTTLE, results=tuple(results))
 
 
@@ -337,7 +362,9 @@ def _current_dynamic(broker: Broker, resource_type: int, resource_name: str) -> 
     return dict(broker.image.broker_configs.get(resource_name, {}))
 
 
-def handle_alter_configs(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+async def handle_alter_configs(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
     body = request.body
     module = response_module(request)
     responses = []
@@ -349,7 +376,9 @@ def handle_alter_configs(broker: Broker, connection: Connection, request: Decode
             if name not in wanted:
                 changes[name] = None
         responses.append(
-            _alter(broker, module, resource, changes, ErrorCode.none, None, body.validate_only)
+            await _alter(
+                broker, module, resource, changes, ErrorCode.none, None, body.validate_only
+            )
         )
     return make(response_type(request), throttle_time=NO_THROTTLE, responses=tuple(responses))
 
@@ -357,7 +386,7 @@ def handle_alter_configs(broker: Broker, connection: Connection, request: Decode
 _SET, _DELETE, _APPEND, _SUBTRACT = 0, 1, 2, 3
 
 
-def handle_incremental_alter_configs(
+async def handle_incremental_alter_configs(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
     body = request.body
@@ -402,12 +431,12 @@ def handle_incremental_alter_configs(
                 error, message = ErrorCode.invalid_request, f"Unknown operation {operation}"
                 break
         responses.append(
-            _alter(broker, module, resource, changes, error, message, body.validate_only)
+            await _alter(broker, module, resource, changes, error, message, body.validate_only)
         )
     return make(response_type(request), throttle_time=NO_THROTTLE, responses=tuple(responses))
 
 
-def _alter(
+async def _alter(
     broker: Broker,
     module: Any,
     resource: Any,
@@ -422,7 +451,7 @@ def _alter(
             broker, resource.resource_type, resource.resource_name, changes
         )
         if error is ErrorCode.none and records and not validate_only:
-            broker.append_metadata(records)
+            await broker.append_metadata(records)
     return make(
         module.AlterConfigsResourceResponse,
         error_code=error,

@@ -78,6 +78,14 @@ def _client_host(connection: Connection) -> str:
 # -- FindCoordinator -----------------------------------------------------------------------
 
 
+async def _find_coordinator_after_topic(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """Create `__consumer_offsets` through the quorum, then answer FindCoordinator."""
+    await _coordinator(broker).ensure_topic()
+    return handle_find_coordinator(broker, connection, request)
+
+
 def handle_find_coordinator(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
     """FindCoordinator v0-v6.
 
@@ -90,8 +98,8 @@ def handle_find_coordinator(broker: Broker, connection: Connection, request: Dec
     body = request.body
     version = request.api_version
     key_type = int(getattr(body, "key_type", GROUP_KEY_TYPE))
-    if key_type == GROUP_KEY_TYPE:
-        _coordinator(broker).ensure_topic()
+    if key_type == GROUP_KEY_TYPE and _coordinator(broker).topic_missing():
+        return _find_coordinator_after_topic(broker, connection, request)
     node_id, host, port = -1, "", -1
     for node, node_host, node_port, _ in broker_endpoints(broker):
         if node == broker.node_id:

@@ -43,7 +43,9 @@ def broker_endpoints(broker: Broker) -> list[tuple[int, str, int, str | None]]:
     return result
 
 
-def handle_metadata(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+def handle_metadata(
+    broker: Broker, connection: Connection, request: DecodedRequest, auto_created: bool = False
+) -> Any:
     body = request.body
     module = response_module(request)
     version = request.api_version
@@ -74,9 +76,12 @@ def handle_metadata(broker: Broker, connection: Connection, request: DecodedRequ
             else:
                 wanted.append((name, None, ErrorCode.unknown_topic_or_partition))
         if to_create:
-            from ottla.broker.handlers.admin import auto_create_topics  # noqa: PLC0415
+            if not auto_created:  # create through the quorum, then answer (async)
+                from ottla.broker.handlers.admin import auto_create_on_demand  # noqa: PLC0415
 
-            auto_create_topics(broker, to_create)
+                return auto_create_on_demand(
+                    handle_metadata, broker, connection, request, to_create
+                )
             image = broker.image
             wanted = [
                 image.topics_by_name.get(w[0], (w[0], None, ErrorCode.leader_not_available))

@@ -35,7 +35,9 @@ def _timestamp(ms: int) -> datetime.datetime | None:
     return None if ms < 0 else _EPOCH + datetime.timedelta(milliseconds=ms)
 
 
-def handle_produce(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+def handle_produce(
+    broker: Broker, connection: Connection, request: DecodedRequest, auto_created: bool = False
+) -> Any:
     body = request.body
     module = response_module(request)
     acks = int(body.acks)
@@ -52,10 +54,16 @@ def handle_produce(broker: Broker, connection: Connection, request: DecodedReque
         for t in body.topic_data
         if not by_id and broker.image.topic(t.name) is None and validate_topic_name(t.name) is None
     ]
-    if missing and outcome_for_all is None and broker.config.get("auto.create.topics.enable"):
-        from ottla.broker.handlers.admin import auto_create_topics  # noqa: PLC0415
+    creatable = [name for name in missing if name not in INTERNAL_TOPICS]
+    if (
+        creatable
+        and not auto_created
+        and outcome_for_all is None
+        and broker.config.get("auto.create.topics.enable")
+    ):
+        from ottla.broker.handlers.admin import auto_create_on_demand  # noqa: PLC0415
 
-        auto_create_topics(broker, [name for name in missing if name not in INTERNAL_TOPICS])
+        return auto_create_on_demand(handle_produce, broker, connection, request, creatable)
     topics = []
     for topic_data in body.topic_data:
         if by_id:

@@ -25,7 +25,9 @@ __all__ = ["handle_init_producer_id"]
 _EPOCH_MAX = 32767
 
 
-def handle_init_producer_id(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+async def handle_init_producer_id(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
     body = request.body
     cls = response_type(request)
     if body.transactional_id is not None:
@@ -50,6 +52,6 @@ def handle_init_producer_id(broker: Broker, connection: Connection, request: Dec
         cls,
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
-        producer_id=broker.allocate_producer_id(),
+        producer_id=await broker.allocate_producer_id(),
         producer_epoch=0,
     )

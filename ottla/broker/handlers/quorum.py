@@ -1,0 +1,149 @@
+"""The metadata quorum's APIs: KIP-595 requests between voters, DescribeQuorum, and the
+broker-internal forwarding of metadata writes.
+
+- Vote v0-v2 (v2: pre-vote, KIP-996), BeginQuorumEpoch v0-v1, EndQuorumEpoch v0-v1,
+  FetchSnapshot v0-v1: handed to the Raft driver, which answers (codec.py maps versions).
+- Fetch: a fetch of topic `__cluster_metadata` (by name before v13, by Kafka's
+  METADATA_TOPIC_ID from v13) from a replica id >= 0 is a voter's Raft fetch and goes to
+  the driver; every other Fetch is a consumer's or follower's and goes to fetch.py.
+- DescribeQuorum v0-v2: answered by the leader from the core's view of the voters;
+  another node answers NOT_LEADER_OR_FOLLOWER (Kafka's behaviour), so a tool retries
+  against the leader. Simplified: no node endpoints in v2.
+- Envelope v0 (broker-internal, like Kafka's forwarding to the active controller, but
+  carrying records instead of a whole client request): `request_data` is the metadata
+  records of one write as Raft entry payloads (record batches, one record each); the
+  leader proposes them and answers, once committed, with the offset of the last one in
+  `response_data` (8 bytes, big-endian). A non-leader answers NOT_CONTROLLER.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ottla.broker.handlers import fetch
+from ottla.broker.handlers.build import make, response_module, response_type
+from ottla.cluster import (
+    METADATA_TOPIC,
+    METADATA_TOPIC_ID,
+    NotLeader,
+    NotLeaderError,
+    error_response,
+)
+from ottla.protocol import DecodedRequest, ErrorCode, ProtocolError, iter_batches
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.server import Connection
+
+__all__ = [
+    "handle_describe_quorum",
+    "handle_envelope",
+    "handle_fetch",
+    "handle_raft_request",
+]
+
+log = structlog.get_logger("ottla.quorum")
+_FORWARD_TIMEOUT_S = 10.0
+
+
+async def handle_raft_request(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """Vote, BeginQuorumEpoch, EndQuorumEpoch, FetchSnapshot (see the module docstring)."""
+    raft = broker.raft
+    if raft is None:
+        return error_response(request.body, ErrorCode.not_leader_or_follower)
+    return await raft.handle(request.body)
+
+
+def is_metadata_fetch(body: Any) -> bool:
+    """A voter's fetch of the metadata partition (only that topic, from a replica)."""
+    state = getattr(body, "replica_state", None)
+    replica_id = (
+        int(state.replica_id) if state is not None else int(getattr(body, "replica_id", -1))
+    )
+    if replica_id < 0 or len(body.topics) != 1:
+        return False
+    topic = body.topics[0]
+    if getattr(topic, "topic_id", None) == METADATA_TOPIC_ID:
+        return True
+    return getattr(topic, "topic", None) == METADATA_TOPIC
+
+
+def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """Fetch v4-v18: Raft fetches to the driver, everything else to fetch.handle_fetch."""
+    if is_metadata_fetch(request.body):
+        return handle_raft_request(broker, connection, request)
+    return fetch.handle_fetch(broker, connection, request)
+
+
+def handle_describe_quorum(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """DescribeQuorum v0-v2 (see the module docstring)."""
+    module = response_module(request)
+    raft = broker.raft
+    info = raft.describe_quorum() if raft is not None else NotLeader(-1, -1)
+    if isinstance(info, NotLeader):
+        partition = make(
+            module.PartitionData,
+            partition_index=0,
+            error_code=ErrorCode.not_leader_or_follower,
+            error_message="not the quorum leader",
+            leader_id=info.leader_id,
+            leader_epoch=info.leader_epoch,
+            high_watermark=-1,
+            current_voters=(),
+            observers=(),
+        )
+    else:
+
+        def replica(state: Any) -> Any:
+            return make(
+                module.ReplicaState,
+                replica_id=state.replica_id,
+                replica_directory_id=None,
+                log_end_offset=state.log_end_offset,
+                last_fetch_timestamp=state.last_fetch_timestamp,
+                last_caught_up_timestamp=state.last_caught_up_timestamp,
+            )
+
+        partition = make(
+            module.PartitionData,
+            partition_index=0,
+            error_code=ErrorCode.none,
+            error_message=None,
+            leader_id=info.leader_id,
+            leader_epoch=info.leader_epoch,
+            high_watermark=info.high_watermark,
+            current_voters=tuple(replica(s) for s in info.current_voters),
+            observers=tuple(replica(s) for s in info.observers),
+        )
+    return make(
+        response_type(request),
+        error_code=ErrorCode.none,
+        error_message=None,
+        topics=(make(module.TopicData, topic_name=METADATA_TOPIC, partitions=(partition,)),),
+        nodes=(),
+    )
+
+
+async def handle_envelope(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    """Envelope v0: a forwarded metadata write (see the module docstring)."""
+    cls = response_type(request)
+    raft = broker.raft
+    if raft is None or not raft.is_leader:
+        return make(cls, error_code=ErrorCode.not_controller, response_data=None)
+    try:
+        payloads = [bytes(view.bytes_view()) for view in iter_batches(request.body.request_data)]
+    except ProtocolError as error:
+        return make(cls, error_code=error.error_code, response_data=None)
+    if not payloads:
+        return make(cls, error_code=ErrorCode.invalid_request, response_data=None)
+    try:
+        offset = await broker.propose_metadata(payloads, _FORWARD_TIMEOUT_S)
+    except NotLeaderError:
+        return make(cls, error_code=ErrorCode.not_controller, response_data=None)
+    except TimeoutError:
+        return make(cls, error_code=ErrorCode.request_timed_out, response_data=None)
+    return make(cls, error_code=ErrorCode.none, response_data=offset.to_bytes(8, "big"))

@@ -1,0 +1,162 @@
+"""Requests from this node to other nodes: a small pool of Kafka-protocol connections.
+
+`NodeClient` keeps one connection per (node id, lane) to the addresses it was given
+(`controller.quorum.voters`), opened on first use and reopened after any failure. A
+connection pipelines requests (correlation ids match responses to requests, which Kafka
+answers in order); one reader task per connection resolves them. Two lanes per node keep
+long-polling Fetch/FetchSnapshot from delaying Vote and BeginQuorumEpoch behind them.
+
+Every request has a timeout; on timeout the connection is closed (a late response must
+never be matched to a newer request) and the caller gets TimeoutError. Connection
+failures are OSError/ConnectionError; malformed responses ProtocolError. No retries here:
+the Raft core's timers decide when to ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from ottla.protocol import ProtocolError, decode_response, encode_request
+
+__all__ = ["NodeClient", "parse_voters"]
+
+_log = structlog.get_logger("ottla.rpc")
+
+_FETCH_API_KEYS = frozenset({1, 59})  # Fetch, FetchSnapshot
+_FRAME_BYTES_MAX = 64 * 1024 * 1024
+_CONNECT_TIMEOUT_S = 2.0
+
+
+def parse_voters(text: list[str] | str) -> dict[int, tuple[str, int]]:
+    """`controller.quorum.voters` (id@host:port, ...) as {id: (host, port)}."""
+    items = text.split(",") if isinstance(text, str) else text
+    voters: dict[int, tuple[str, int]] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            node, address = item.split("@", 1)
+            host, port = address.rsplit(":", 1)
+            voters[int(node)] = (host.strip("[]"), int(port))
+        except ValueError:
+            raise ValueError(f"'{item}' is not id@host:port") from None
+    return voters
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._pending: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
+        self._next_correlation = 1
+        self.closed = False
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def call(self, request: Any, timeout_s: float) -> Any:
+        if self.closed:
+            raise ConnectionError("connection closed")
+        correlation_id = self._next_correlation
+        self._next_correlation = (self._next_correlation + 1) & 0x7FFFFFFF
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = (request, future)
+        self._writer.writelines(encode_request(request, correlation_id, "ottla-raft"))
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self.close(TimeoutError("request timed out"))
+            raise
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def _read_loop(self) -> None:
+        error: BaseException = ConnectionError("connection closed by peer")
+        try:
+            while True:
+                size = int.from_bytes(await self._reader.readexactly(4), "big", signed=True)
+                if not 4 <= size <= _FRAME_BYTES_MAX:
+                    raise ConnectionError(f"bad response frame size {size}")
+                frame = await self._reader.readexactly(size)
+                correlation_id = int.from_bytes(frame[:4], "big", signed=True)
+                pending = self._pending.pop(correlation_id, None)
+                if pending is None:
+                    continue  # its caller timed out
+                request, future = pending
+                if future.done():
+                    continue
+                try:
+                    _, body = decode_response(frame, request)
+                except ProtocolError as problem:
+                    future.set_exception(problem)
+                    continue
+                future.set_result(body)
+        except (OSError, asyncio.IncompleteReadError, ProtocolError) as problem:
+            error = problem if isinstance(problem, OSError) else ConnectionError(repr(problem))
+        except asyncio.CancelledError:
+            error = ConnectionError("connection closed")
+        self.close(error)
+
+    def close(self, error: BaseException) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(str(error)))
+        self._pending.clear()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
+
+
+class NodeClient:
+    """Connections to other nodes by node id (see the module docstring)."""
+
+    def __init__(self, addresses: dict[int, tuple[str, int]]) -> None:
+        self.addresses = dict(addresses)
+        self._connections: dict[tuple[int, str], _Connection] = {}
+        self._connecting: dict[tuple[int, str], asyncio.Future[_Connection]] = {}
+        self._closed = False
+
+    async def send(self, node_id: int, request: Any, timeout_s: float = 2.0) -> Any:
+        """Send a kio request to `node_id` and return the kio response."""
+        lane = "fetch" if int(request.__api_key__) in _FETCH_API_KEYS else "control"
+        connection = await self._connection(node_id, lane)
+        return await connection.call(request, timeout_s)
+
+    async def _connection(self, node_id: int, lane: str) -> _Connection:
+        if self._closed:
+            raise ConnectionError("client closed")
+        key = (node_id, lane)
+        connection = self._connections.get(key)
+        if connection is not None and not connection.closed:
+            return connection
+        connecting = self._connecting.get(key)
+        if connecting is None:
+            connecting = asyncio.ensure_future(self._open(node_id))
+            self._connecting[key] = connecting
+            connecting.add_done_callback(lambda _f: self._connecting.pop(key, None))
+        connection = await asyncio.shield(connecting)
+        self._connections[key] = connection
+        return connection
+
+    async def _open(self, node_id: int) -> _Connection:
+        address = self.addresses.get(node_id)
+        if address is None:
+            raise ConnectionError(f"no address for node {node_id}")
+        host, port = address
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), _CONNECT_TIMEOUT_S
+        )
+        _log.debug("rpc.connected", node_id=node_id, host=host, port=port)
+        return _Connection(reader, writer)
+
+    async def close(self) -> None:
+        self._closed = True
+        for connection in self._connections.values():
+            connection.close(ConnectionError("client closed"))
+        self._connections.clear()
