@@ -19,9 +19,12 @@ Rules (Kafka's classic GroupCoordinator):
 - A rebalance (PreparingRebalance) completes when every member and no pending
   member is awaiting join, or at the rebalance timeout (the largest of the
   members'), removing members that did not rejoin. For a group that was Empty it is
-  Kafka's InitialDelayedJoin instead: it waits `group.initial.rebalance.delay.ms`
-  (capped by the rebalance timeout) and each new member extends the wait by that
-  delay until the rebalance timeout is spent. Completion bumps the generation,
+  an initial delayed join instead: it waits `group.initial.rebalance.delay.ms`
+  (capped by the rebalance timeout) and, while new members keep arriving, until
+  that delay has passed since the last one joined, never beyond the rebalance
+  timeout. (Kafka's InitialDelayedJoin adds a whole new delay at the end of a
+  window in which anyone joined, so consumers started together wait two delays,
+  6 s by default; ottla waits one quiet delay, ~3 s.) Completion bumps the generation,
   selects the protocol every member supports (most preferred by votes), keeps or
   elects the leader and answers every JoinGroup; only the leader gets the members.
 - SyncGroup: followers wait; the leader's assignments are persisted, then every
@@ -284,6 +287,7 @@ class _Group:
     # InitialDelayedJoin: time still to spend on delays, None for a normal join.
     initial_delay_remaining_ms: int | None = None
     new_member_added: bool = False
+    last_member_added_ms: int = 0
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
     deadline_ms: int | None = None
     consumer: ConsumerGroup | None = None  # set: a KIP-848 consumer group
@@ -576,6 +580,7 @@ class GroupCoordinatorState:
             group.static_members[request.group_instance_id] = member_id
         if group.initial_delay_remaining_ms is not None:
             group.new_member_added = True
+            group.last_member_added_ms = now_ms
         self._rebalance_or_complete(group, now_ms, effects)
 
     def _update_member_and_rebalance(
@@ -1058,8 +1063,14 @@ class GroupCoordinatorState:
         if group.state is GroupState.PREPARING_REBALANCE:
             if now_ms >= group.rebalance_deadline_ms:
                 remaining = group.initial_delay_remaining_ms
-                if remaining is not None and group.new_member_added and remaining > 0:
-                    delay = min(self.config.initial_rebalance_delay_ms, remaining)
+                quiet_until = group.last_member_added_ms + self.config.initial_rebalance_delay_ms
+                if (
+                    remaining is not None
+                    and group.new_member_added
+                    and remaining > 0
+                    and quiet_until > now_ms
+                ):
+                    delay = min(quiet_until - now_ms, remaining)
                     group.initial_delay_remaining_ms = max(remaining - delay, 0)
                     group.new_member_added = False
                     group.rebalance_deadline_ms = now_ms + delay

@@ -14,6 +14,7 @@ records the machine asks to persist (and `load` restoring them).
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ PROTOCOLS = (("range", b"sub"),)
 class Script:
     """A group coordinator plus helpers that send requests and collect replies."""
 
-    def __init__(self, **config: int) -> None:
+    def __init__(self, **config: Any) -> None:
         config.setdefault("initial_rebalance_delay_ms", 0)
         self.state = GroupCoordinatorState(GroupConfig(**config))
         self.now = 1_000_000
@@ -220,20 +221,31 @@ def test_pending_member_that_never_rejoins_is_forgotten() -> None:
     assert s.join_result(late).error is E.unknown_member_id
 
 
-def test_initial_delayed_join_waits_and_extends_per_new_member() -> None:
+def test_initial_delayed_join_waits_for_a_quiet_delay_after_the_last_member() -> None:
     s = Script(initial_rebalance_delay_ms=3000)
     a = s.join(rebalance=10_000)
     s.advance(2000)
     assert a not in s.replies
     b = s.join(rebalance=10_000)
-    s.advance(1000)  # the first delay ends; a member arrived: wait another 3000
+    s.advance(1000)  # the first delay ends; b joined 1000 ms ago: wait until 3000 after b
     assert a not in s.replies and b not in s.replies
-    s.advance(2999)
+    s.advance(1999)
     assert a not in s.replies
     s.advance(1)
     assert s.join_result(a).generation_id == 1
     assert s.join_result(b).generation_id == 1
     assert len(s.join_result(a).members) == 2
+
+
+def test_members_starting_together_wait_one_delay() -> None:
+    s = Script(initial_rebalance_delay_ms=3000)
+    first = s.join(rebalance=60_000)
+    s.advance(50)
+    others = [s.join(rebalance=60_000) for _ in range(2)]
+    s.advance(2950)  # 3000 after the first join: 2950 after the others
+    assert first not in s.replies
+    s.advance(50)  # one quiet delay after the last join, not two delays (Kafka: 6000)
+    assert all(s.join_result(j).generation_id == 1 for j in [first, *others])
 
 
 def test_initial_delay_is_capped_by_the_rebalance_timeout() -> None:
@@ -372,9 +384,7 @@ def test_protocol_selection_by_votes_among_common_protocols() -> None:
     a = s.join(protocols=(("sticky", b"a"), ("range", b"a")))
     s.join(protocols=(("range", b"b"), ("sticky", b"b"), ("rr", b"b")))
     s.join(protocols=(("range", b"c"), ("sticky", b"c")))
-    s.advance(100)  # new members arrived during the first delay: one more
-    assert a not in s.replies
-    s.advance(100)
+    s.advance(100)  # all joined at once: one quiet delay
     result = s.join_result(a)
     assert result.protocol_name == "range"  # two votes against one
     assert [m[2] for m in result.members] == [b"a", b"b", b"c"]
