@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from ottla import __version__
+from ottla.broker.controller import ControllerShell, ControllerUnavailableError
 from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
 from ottla.broker.groups.coordinator import GroupCoordinator
@@ -44,22 +45,18 @@ from ottla.broker.partitions import Partition, ReplicaManager
 from ottla.broker.rpc import NodeClient, parse_voters
 from ottla.broker.server import Connection, ConnectionLimits
 from ottla.cluster import (
-    Endpoint,
     MetadataImage,
     MetadataLog,
     MetadataRecord,
-    NotLeaderError,
-    ProducerIdsRecord,
     RaftConfig,
     RaftDriver,
     RaftStorage,
     RaftStorageError,
-    RegisterBrokerRecord,
     TopicImage,
     encode_payloads,
 )
 from ottla.config import TOPIC_CONFIGS, BrokerConfig, ConfigError, parse_value
-from ottla.protocol import ErrorCode, make
+from ottla.protocol import SUPPORTED_APIS, ErrorCode, make
 from ottla.storage import LogConfig, abort_clean, clean, commit_clean, prepare_clean
 
 __all__ = ["Broker", "StartupError", "validate_topic_config"]
@@ -103,6 +100,7 @@ class Broker:
             int(config.get("max.incremental.fetch.session.cache.slots"))
         )
         self.dispatcher = Dispatcher(self)
+        self.controller = ControllerShell(self)
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[Connection] = set()
         self._timers: list[asyncio.Task[None]] = []
@@ -122,38 +120,12 @@ class Broker:
     async def append_metadata(
         self, records: list[MetadataRecord], timeout_s: float = METADATA_WRITE_TIMEOUT_S
     ) -> MetadataImage:
-        """Commit metadata records through the quorum; return once this node applied them
-        (the image listener has brought hosted partitions in line). Raises
-        MetadataUnavailableError when no leader commits them within `timeout_s`."""
-        if not records:
-            return self.image
-        payloads = encode_payloads(records, self.clock())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            raft = self.raft
-            assert raft is not None, "metadata write before start()"
-            remaining = deadline - loop.time()
-            try:
-                if raft.is_leader:
-                    await self.propose_metadata(payloads, remaining)
-                    return self.image
-                if raft.leader_id >= 0:
-                    offset = await self._forward_metadata(raft.leader_id, payloads, remaining)
-                    if offset is not None:
-                        await asyncio.wait_for(raft.wait_applied(offset), deadline - loop.time())
-                        return self.image
-            except NotLeaderError:
-                pass  # not committed: the leader changed; ask the new one
-            except TimeoutError:
-                break
-            if loop.time() + _RETRY_S >= deadline:
-                break
-            await asyncio.sleep(_RETRY_S)
-        raise MetadataUnavailableError(
-            f"metadata write not committed within {timeout_s:.0f} s (leader "
-            f"{self.raft.leader_id if self.raft else -1})"
-        )
+        """On the active controller: commit metadata records (after earlier controller
+        writes) and return the image with them applied. Raises NotLeaderError elsewhere:
+        other nodes send requests to the controller (`controller.call`), not records."""
+        if records:
+            await self.controller.write(lambda _image: (records, None), timeout_s)
+        return self.image
 
     def propose_metadata_nowait(self, records: list[MetadataRecord]) -> asyncio.Future[int]:
         """On the leader: propose `records` and return the commit future (already done on a
@@ -169,34 +141,8 @@ class Broker:
             return future.result()
         return await asyncio.wait_for(asyncio.shield(future), max(timeout_s, 0.001))
 
-    async def _forward_metadata(
-        self, leader_id: int, payloads: list[bytes], timeout_s: float
-    ) -> int | None:
-        """Send a write to the quorum leader (Envelope); the committed offset, or None if
-        it was not the leader (NOT_CONTROLLER). Raises TimeoutError; a connection failure
-        is retried by the caller only while the write is known not to be committed."""
-        client = self.node_client
-        assert client is not None
-        from ottla.protocol import SUPPORTED_APIS  # noqa: PLC0415
-
-        request = make(
-            SUPPORTED_APIS[58].request_type(0),
-            request_data=b"".join(payloads),
-            request_principal=None,
-            client_host_address=b"",
-        )
-        try:
-            response = await client.send(leader_id, request, max(timeout_s, 0.001))
-        except (OSError, ConnectionError):
-            return None  # never reached the leader's handler... or its answer was lost
-        if response.error_code == ErrorCode.none and response.response_data:
-            return int.from_bytes(response.response_data, "big")
-        if response.error_code == ErrorCode.request_timed_out:
-            raise TimeoutError("the quorum leader did not commit the write in time")
-        return None
-
     def live_broker_ids(self) -> list[int]:
-        return sorted(b.broker_id for b in self.image.brokers.values() if not b.fenced)
+        return self.image.live_broker_ids()
 
     def topic_properties(self, topic: TopicImage) -> dict[str, str]:
         """Effective topic configs: broker defaults overlaid with the topic's own."""
@@ -208,18 +154,25 @@ class Broker:
         return LogConfig.from_properties(properties)
 
     async def allocate_producer_id(self) -> int:
-        """A fresh producer id, from blocks recorded in the metadata log."""
+        """A fresh producer id, from blocks the active controller hands out
+        (AllocateProducerIds, recorded as ProducerIdsRecord in the metadata log)."""
         while self._next_producer_id >= self._producer_id_limit:
-            start = self.image.next_producer_id
-            await self.append_metadata(
-                [ProducerIdsRecord(self.node_id, 0, start + PRODUCER_ID_BLOCK)]
+            spec = SUPPORTED_APIS[67]
+            response = await self.controller.call(
+                make(
+                    spec.request_type(0),
+                    broker_id=self.node_id,
+                    broker_epoch=self.controller.broker_epoch,
+                )
             )
+            if response.error_code != ErrorCode.none:
+                raise MetadataUnavailableError(
+                    f"no producer ids from the controller: {response.error_code.name}"
+                )
             if self._next_producer_id < self._producer_id_limit:
                 break  # a concurrent caller got a block meanwhile
-            # The block is ours if our record was the one that moved the watermark to it.
-            if self.image.next_producer_id == start + PRODUCER_ID_BLOCK:
-                self._next_producer_id = start
-                self._producer_id_limit = start + PRODUCER_ID_BLOCK
+            self._next_producer_id = int(response.producer_id_start)
+            self._producer_id_limit = self._next_producer_id + int(response.producer_id_len)
         producer_id = self._next_producer_id
         self._next_producer_id += 1
         return producer_id
@@ -269,7 +222,11 @@ class Broker:
             await server.start_serving()
         # A quorum of one is caught up already; several voters wait for a leader.
         await self.raft.wait_caught_up()
-        await self._register_self()
+        try:
+            await self.controller.register_self()
+        except ControllerUnavailableError as error:
+            raise StartupError(f"controller.quorum.voters: cannot register: {error}") from None
+        self.controller.start()
         self.groups.load()
         self._timers.append(asyncio.create_task(self._retention_loop()))
         if self.config.get("log.cleaner.enable"):
@@ -356,26 +313,6 @@ class Broker:
             )
             temporary.replace(meta)
 
-    async def _register_self(self) -> None:
-        current = self.image.brokers.get(self.node_id)
-        endpoints = tuple(
-            Endpoint(lst.name, lst.host, lst.port) for lst in self.config.advertised_listeners
-        )
-        if current is not None and current.endpoints == tuple(
-            (e.name, e.host, e.port) for e in endpoints
-        ):
-            return
-        await self.append_metadata(
-            [
-                RegisterBrokerRecord(
-                    broker_id=self.node_id,
-                    incarnation_id=uuid.uuid4(),
-                    broker_epoch=self.image.offset + 1,
-                    endpoints=endpoints,
-                )
-            ]
-        )
-
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
         limits = ConnectionLimits(
@@ -445,7 +382,22 @@ class Broker:
                 log.info("topic_created", topic=name, partitions=len(topic.partitions))
 
     def partition(self, topic: str, index: int) -> Partition | None:
-        return self.replicas.get(topic, index)
+        """The partition if this node leads it (per the image), else None: produce, fetch
+        and offset requests for it then answer NOT_LEADER_OR_FOLLOWER."""
+        hosted = self.replicas.get(topic, index)
+        if hosted is None:
+            return None
+        image = self.image.topics_by_name.get(topic)
+        state = image.partitions.get(index) if image is not None else None
+        if state is None or state.leader != self.node_id:
+            return None
+        return hosted
+
+    def leader_of(self, topic: str, index: int) -> tuple[int, int]:
+        """(leader id, leader epoch) of a partition per the image; (-1, -1) if unknown."""
+        image = self.image.topics_by_name.get(topic)
+        state = image.partitions.get(index) if image is not None else None
+        return (state.leader, state.leader_epoch) if state is not None else (-1, -1)
 
     # -- timers ----------------------------------------------------------------------
 
@@ -519,6 +471,7 @@ class Broker:
         for server in self._servers:
             server.close()
         self.groups.stop()
+        await self.controller.stop()
         for task in self._timers:
             task.cancel()
         # Answer waiting fetches now instead of at their max_wait.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers import (
     admin,
+    controller,
     groups,
     metadata,
     offsets,
@@ -66,16 +67,16 @@ HANDLERS: dict[int, Handler] = {
     1: quorum.handle_fetch,  # metadata-partition fetches go to the Raft driver
     2: offsets.handle_list_offsets,
     3: metadata.handle_metadata,
-    19: admin.handle_create_topics,
-    20: admin.handle_delete_topics,
+    19: controller.on_controller(admin.handle_create_topics),
+    20: controller.on_controller(admin.handle_delete_topics),
     21: offsets.handle_delete_records,
     22: producer_ids.handle_init_producer_id,
     23: offsets.handle_offset_for_leader_epoch,
     32: admin.handle_describe_configs,
-    33: admin.handle_alter_configs,
+    33: controller.on_controller(admin.handle_alter_configs),
     35: admin.handle_describe_log_dirs,
-    37: admin.handle_create_partitions,
-    44: admin.handle_incremental_alter_configs,
+    37: controller.on_controller(admin.handle_create_partitions),
+    44: controller.on_controller(admin.handle_incremental_alter_configs),
     60: metadata.handle_describe_cluster,
     8: groups.handle_offset_commit,
     9: groups.handle_offset_fetch,
@@ -96,6 +97,9 @@ HANDLERS: dict[int, Handler] = {
     55: quorum.handle_describe_quorum,
     58: quorum.handle_envelope,
     59: quorum.handle_raft_request,  # FetchSnapshot
+    62: controller.handle_broker_registration,
+    63: controller.handle_broker_heartbeat,
+    67: controller.handle_allocate_producer_ids,
 }
 
 

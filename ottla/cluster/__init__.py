@@ -1,5 +1,13 @@
 """ottla.cluster: metadata records, the metadata image and log, the controller rules."""
 
+from ottla.cluster.controller.fencing import (
+    HeartbeatResult,
+    Sessions,
+    allocate_producer_ids,
+    fence,
+    register,
+    unfence,
+)
 from ottla.cluster.controller.placement import assign_replicas
 from ottla.cluster.controller.rules import (
     INTERNAL_TOPICS,
@@ -16,6 +24,7 @@ from ottla.cluster.metadata.log import METADATA_TOPIC, MetadataLog, encode_paylo
 from ottla.cluster.metadata.records import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
+    BrokerRegistrationChangeRecord,
     ConfigRecord,
     Endpoint,
     MetadataRecord,
@@ -43,8 +52,10 @@ __all__ = [
     "METADATA_TOPIC_ID",
     "TOPIC_RESOURCE",
     "BrokerImage",
+    "BrokerRegistrationChangeRecord",
     "ConfigRecord",
     "Endpoint",
+    "HeartbeatResult",
     "MetadataImage",
     "MetadataLog",
     "MetadataRecord",
@@ -64,16 +75,21 @@ __all__ = [
     "RemoveTopicRecord",
     "Role",
     "RuleResult",
+    "Sessions",
     "TopicDefaults",
     "TopicImage",
     "TopicRecord",
     "Transport",
+    "allocate_producer_ids",
     "assign_replicas",
     "create_partitions",
     "create_topics",
     "delete_topics",
     "encode_payloads",
     "error_response",
+    "fence",
+    "register",
     "request_source",
+    "unfence",
     "validate_topic_name",
 ]

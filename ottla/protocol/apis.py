@@ -212,8 +212,12 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("end_quorum_epoch"),
         make_spec("fetch_snapshot"),
         make_spec("describe_quorum"),
-        # Broker-internal: a non-leader forwards metadata records to the quorum leader.
+        # Broker-internal: a non-leader forwards controller requests to the quorum leader,
+        # and brokers register, heartbeat and get producer-id blocks from it.
         make_spec("envelope"),
+        make_spec("broker_registration"),
+        make_spec("broker_heartbeat"),
+        make_spec("allocate_producer_ids"),
     ]
 )
 

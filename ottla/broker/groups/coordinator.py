@@ -25,6 +25,7 @@ still answered from the in-memory state.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import uuid
 from collections.abc import Iterable, Sequence
@@ -64,7 +65,15 @@ from ottla.broker.groups.state import (
     SyncResult,
 )
 from ottla.cluster import MetadataRecord, NewTopic, TopicDefaults, create_topics
-from ottla.protocol import ProtocolError, Record, build_batch, decode_records, iter_batches
+from ottla.protocol import (
+    SUPPORTED_APIS,
+    ProtocolError,
+    Record,
+    build_batch,
+    decode_records,
+    iter_batches,
+    make,
+)
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -159,12 +168,46 @@ class GroupCoordinator:
             log.error("offsets_topic_not_created", error=repr(task.exception()))
 
     async def ensure_topic(self) -> None:
-        """Create `__consumer_offsets` through the controller rules if it is missing."""
-        if self.topic_missing():
+        """Create `__consumer_offsets` if it is missing: through the controller rules on
+        the active controller, or a CreateTopics request to it from another node."""
+        if not self.topic_missing():
+            return
+        broker = self.broker
+        if broker.controller.is_active:
             records = self._offsets_topic_records()
             if records:
-                await self.broker.append_metadata(records)
+                await broker.append_metadata(records)
                 log.info("offsets_topic_created")
+            return
+        spec = SUPPORTED_APIS[19]
+        module = spec.request_module(spec.max_version)
+        live = len(broker.live_broker_ids())
+        replication = max(min(int(broker.config.get("offsets.topic.replication.factor")), live), 1)
+        body = make(
+            spec.request_type(spec.max_version),
+            topics=(
+                make(
+                    module.CreatableTopic,
+                    name=OFFSETS_TOPIC,
+                    num_partitions=int(broker.config.get("offsets.topic.num.partitions")),
+                    replication_factor=replication,
+                    assignments=(),
+                    configs=tuple(
+                        make(module.CreatableTopicConfig, name=name, value=value)
+                        for name, value in (
+                            ("cleanup.policy", "compact"),
+                            (
+                                "segment.bytes",
+                                str(broker.config.get("offsets.topic.segment.bytes")),
+                            ),
+                        )
+                    ),
+                ),
+            ),
+            timeout=datetime.timedelta(seconds=30),
+            validate_only=False,
+        )
+        await broker.controller.call(body)
 
     def _offsets_topic_records(self) -> list[MetadataRecord]:
         broker = self.broker

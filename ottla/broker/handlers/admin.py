@@ -2,9 +2,12 @@
 DescribeConfigs v1-v4, AlterConfigs v0-v2, IncrementalAlterConfigs v0-v1,
 DescribeLogDirs v1-v5.
 
-Topic changes are decided by the controller rules (ottla.cluster), committed to the
-metadata log, and the broker's partitions follow the new image. validate_only runs
-the rules without committing.
+Topic and config changes are decided by the active controller (the quorum leader):
+received by another node they are forwarded to it whole (handlers/controller.py), and
+on the leader the controller rules (ottla.cluster) run on its up-to-date image, one
+write after another (broker/controller.py), are committed to the metadata log, and
+every broker's partitions follow the new image. validate_only runs the rules without
+committing. Placement uses the live (registered, unfenced) brokers of the image.
 
 DescribeConfigs returns every topic config with its value, source
 (DYNAMIC_TOPIC_CONFIG for the topic's own, STATIC_BROKER_CONFIG or DEFAULT_CONFIG
@@ -16,6 +19,7 @@ resources are accepted and recorded (dynamic broker configs), not applied live.
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import shutil
 import uuid
@@ -28,15 +32,17 @@ from ottla.cluster import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
     ConfigRecord,
+    MetadataImage,
     MetadataRecord,
     NewTopic,
+    RuleResult,
     TopicDefaults,
     create_partitions,
     create_topics,
     delete_topics,
 )
 from ottla.config import BROKER_CONFIGS, TOPIC_CONFIGS
-from ottla.protocol import DecodedRequest, ErrorCode
+from ottla.protocol import SUPPORTED_APIS, DecodedRequest, ErrorCode
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -93,18 +99,27 @@ async def auto_create_on_demand(
 
 
 async def auto_create_topics(broker: Broker, names: list[str]) -> None:
-    """Create `names` with the broker's defaults (Metadata/Produce auto-creation)."""
-    records, _ = create_topics(
-        broker.image,
-        [NewTopic(name) for name in names],
-        _defaults(broker),
-        broker.live_broker_ids(),
-        _validate_config,
-        uuid.uuid4,
-        placement_start=len(broker.image.topics_by_name),
+    """Create `names` with the controller's defaults (Metadata/Produce auto-creation): a
+    CreateTopics request to the active controller, as Kafka's brokers send one."""
+    spec = SUPPORTED_APIS[19]
+    module = spec.request_module(spec.max_version)
+    body = make(
+        spec.request_type(spec.max_version),
+        topics=tuple(
+            make(
+                module.CreatableTopic,
+                name=name,
+                num_partitions=-1,
+                replication_factor=-1,
+                assignments=(),
+                configs=(),
+            )
+            for name in names
+        ),
+        timeout=datetime.timedelta(seconds=30),
+        validate_only=False,
     )
-    if records:
-        await broker.append_metadata(records)
+    await broker.controller.call(body)
 
 
 async def handle_create_topics(
@@ -122,17 +137,23 @@ async def handle_create_topics(
         )
         for topic in body.topics
     ]
-    records, results = create_topics(
-        broker.image,
-        topics,
-        _defaults(broker),
-        broker.live_broker_ids(),
-        _validate_config,
-        uuid.uuid4,
-        placement_start=len(broker.image.topics_by_name),
-    )
-    if records and not body.validate_only:
-        await broker.append_metadata(records)
+    defaults = _defaults(broker)
+
+    def decide(image: MetadataImage) -> tuple[list[MetadataRecord], list[RuleResult]]:
+        return create_topics(
+            image,
+            topics,
+            defaults,
+            image.live_broker_ids(),
+            _validate_config,
+            uuid.uuid4,
+            placement_start=len(image.topics_by_name),
+        )
+
+    if body.validate_only:
+        _, results = decide(broker.image)
+    else:
+        results = await broker.controller.write(decide)
     out = []
     for result in results:
         configs = None
@@ -176,9 +197,7 @@ async def handle_delete_topics(
     else:
         names = list(body.topic_names)
         ids = [None] * len(names)
-    records, results = delete_topics(broker.image, names, ids)
-    if records:
-        await broker.append_metadata(records)
+    results = await broker.controller.write(lambda image: delete_topics(image, names, ids))
     responses = tuple(
         make(
             module.DeletableTopicResult,
@@ -197,26 +216,39 @@ async def handle_create_partitions(
 ) -> Any:
     body = request.body
     module = response_module(request)
-    results = []
-    all_records: list[MetadataRecord] = []
-    for topic in body.topics:
-        assignments = (
-            None if topic.assignments is None else [tuple(a.broker_ids) for a in topic.assignments]
+    requested = [
+        (
+            topic.name,
+            int(topic.count),
+            None if topic.assignments is None else [tuple(a.broker_ids) for a in topic.assignments],
         )
-        records, result = create_partitions(
-            broker.image, topic.name, int(topic.count), assignments, broker.live_broker_ids()
-        )
-        all_records.extend(records)
-        results.append(
-            make(
-                module.CreatePartitionsTopicResult,
-                name=topic.name,
-                error_code=result.error_code,
-                error_message=result.error_message,
+        for topic in body.topics
+    ]
+
+    def decide(image: MetadataImage) -> tuple[list[MetadataRecord], list[RuleResult]]:
+        all_records: list[MetadataRecord] = []
+        outcomes = []
+        for name, count, assignments in requested:
+            records, result = create_partitions(
+                image, name, count, assignments, image.live_broker_ids()
             )
+            all_records.extend(records)
+            outcomes.append(result)
+        return all_records, outcomes
+
+    if body.validate_only:
+        _, outcomes = decide(broker.image)
+    else:
+        outcomes = await broker.controller.write(decide)
+    results = [
+        make(
+            module.CreatePartitionsTopicResult,
+            name=result.name,
+            error_code=result.error_code,
+            error_message=result.error_message,
         )
-    if all_records and not body.validate_only:
-        await broker.append_metadata(all_records)
+        for result in outcomes
+    ]
     return make(response_type(request), throttle_time=NO_THROTTLE, results=tuple(results))
 
 
@@ -451,7 +483,7 @@ async def _alter(
             broker, resource.resource_type, resource.resource_name, changes
         )
         if error is ErrorCode.none and records and not validate_only:
-            await broker.append_metadata(records)
+            await broker.controller.write(lambda _image: (records, None))
     return make(
         module.AlterConfigsResourceResponse,
         error_code=error,

@@ -9,11 +9,13 @@ broker-internal forwarding of metadata writes.
 - DescribeQuorum v0-v2: answered by the leader from the core's view of the voters;
   another node answers NOT_LEADER_OR_FOLLOWER (Kafka's behaviour), so a tool retries
   against the leader. Simplified: no node endpoints in v2.
-- Envelope v0 (broker-internal, like Kafka's forwarding to the active controller, but
-  carrying records instead of a whole client request): `request_data` is the metadata
-  records of one write as Raft entry payloads (record batches, one record each); the
-  leader proposes them and answers, once committed, with the offset of the last one in
-  `response_data` (8 bytes, big-endian). A non-leader answers NOT_CONTROLLER.
+- Envelope v0 (broker-internal, Kafka's forwarding to the active controller):
+  `request_data` is a whole controller request frame (header and body, no size prefix),
+  e.g. a client's CreateTopics received by another node, or a node's BrokerHeartbeat.
+  The leader runs it through its own handler (the controller rules on its up-to-date
+  image) and answers with `response_data` = the 8-byte big-endian metadata offset its
+  image reached, then the response frame; the forwarding node waits until it applied
+  that offset before answering its client. A non-leader answers NOT_CONTROLLER.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ottla.broker.controller import envelope_response_data
 from ottla.broker.handlers import fetch
 from ottla.broker.handlers.build import make, response_module, response_type
 from ottla.cluster import (
@@ -31,7 +34,13 @@ from ottla.cluster import (
     NotLeaderError,
     error_response,
 )
-from ottla.protocol import DecodedRequest, ErrorCode, ProtocolError, iter_batches
+from ottla.protocol import (
+    DecodedRequest,
+    ErrorCode,
+    ProtocolError,
+    UnsupportedRequest,
+    decode_request,
+)
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -45,6 +54,11 @@ __all__ = [
 ]
 
 log = structlog.get_logger("ottla.quorum")
+
+# Requests the active controller decides: CreateTopics, DeleteTopics, AlterConfigs,
+# CreatePartitions, IncrementalAlterConfigs, BrokerRegistration, BrokerHeartbeat,
+# AllocateProducerIds.
+CONTROLLER_APIS = frozenset({19, 20, 33, 37, 44, 62, 63, 67})
 _FORWARD_TIMEOUT_S = 10.0
 
 
@@ -129,21 +143,26 @@ def handle_describe_quorum(broker: Broker, connection: Connection, request: Deco
 
 
 async def handle_envelope(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
-    """Envelope v0: a forwarded metadata write (see the module docstring)."""
+    """Envelope v0: a forwarded controller request (see the module docstring)."""
     cls = response_type(request)
     raft = broker.raft
     if raft is None or not raft.is_leader:
         return make(cls, error_code=ErrorCode.not_controller, response_data=None)
     try:
-        payloads = [bytes(view.bytes_view()) for view in iter_batches(request.body.request_data)]
-    except ProtocolError as error:
-        return make(cls, error_code=error.error_code, response_data=None)
-    if not payloads:
+        inner = decode_request(bytes(request.body.request_data))
+    except (ProtocolError, UnsupportedRequest) as error:
+        code = getattr(error, "error_code", ErrorCode.unsupported_version)
+        return make(cls, error_code=code, response_data=None)
+    if inner.header.api_key not in CONTROLLER_APIS:
         return make(cls, error_code=ErrorCode.invalid_request, response_data=None)
     try:
-        offset = await broker.propose_metadata(payloads, _FORWARD_TIMEOUT_S)
+        response = await broker.controller.handle_local(inner, forwarded=True)
     except NotLeaderError:
         return make(cls, error_code=ErrorCode.not_controller, response_data=None)
     except TimeoutError:
         return make(cls, error_code=ErrorCode.request_timed_out, response_data=None)
-    return make(cls, error_code=ErrorCode.none, response_data=offset.to_bytes(8, "big"))
+    return make(
+        cls,
+        error_code=ErrorCode.none,
+        response_data=envelope_response_data(broker.image.offset, inner, response),
+    )

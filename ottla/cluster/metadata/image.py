@@ -11,7 +11,9 @@ Rules, as Kafka's MetadataImage/TopicsDelta apply them:
   leader epoch; every change bumps the partition epoch.
 - RemoveTopicRecord removes the topic, its partitions and its configs.
 - ConfigRecord sets (value) or deletes (None) one config of a topic or broker.
-- RegisterBrokerRecord adds or replaces a broker; ProducerIdsRecord moves the
+- RegisterBrokerRecord adds or replaces a broker; BrokerRegistrationChangeRecord fences
+  or unfences a registered broker of the same epoch (a stale epoch is ignored);
+  ProducerIdsRecord moves the
   cluster-wide next producer id forward (never back).
 """
 
@@ -24,6 +26,7 @@ from types import MappingProxyType
 
 from ottla.cluster.metadata.records import (
     TOPIC_RESOURCE,
+    BrokerRegistrationChangeRecord,
     ConfigRecord,
     MetadataRecord,
     PartitionChangeRecord,
@@ -84,6 +87,10 @@ class MetadataImage:
 
     def topic(self, name: str) -> TopicImage | None:
         return self.topics_by_name.get(name)
+
+    def live_broker_ids(self) -> list[int]:
+        """Registered, unfenced brokers, by id (where new replicas may be placed)."""
+        return sorted(b.broker_id for b in self.brokers.values() if not b.fenced)
 
     def apply(self, records: Iterable[MetadataRecord], offset: int) -> MetadataImage:
         """A new image with `records` applied; `offset` is the last one's log offset."""
@@ -153,6 +160,14 @@ class MetadataImage:
                     record.rack,
                     record.fenced,
                 )
+            elif isinstance(record, BrokerRegistrationChangeRecord):
+                registered = brokers.get(record.broker_id)
+                if (
+                    registered is not None
+                    and registered.broker_epoch == record.broker_epoch
+                    and record.fenced is not None
+                ):
+                    brokers[record.broker_id] = replace(registered, fenced=record.fenced)
             elif isinstance(record, ProducerIdsRecord):
                 next_producer_id = max(next_producer_id, record.next_producer_id)
         return MetadataImage(

@@ -4,7 +4,7 @@ Everything the cluster knows is the result of applying these in order to a
 `MetadataImage` (image.py). Fields follow Kafka's record definitions
 (metadata/*.json in the Kafka source): TopicRecord, PartitionRecord,
 PartitionChangeRecord, RemoveTopicRecord, ConfigRecord, RegisterBrokerRecord,
-ProducerIdsRecord.
+BrokerRegistrationChangeRecord (fencing and unfencing), ProducerIdsRecord.
 
 On disk each record is one Kafka record in a batch of the metadata log: the key is
 the record type name, the value a JSON object of its fields. JSON (rather than
@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 __all__ = [
+    "BrokerRegistrationChangeRecord",
     "ConfigRecord",
     "MetadataRecord",
     "PartitionChangeRecord",
@@ -112,6 +113,17 @@ class RegisterBrokerRecord(MetadataRecord):
 
 
 @dataclass(frozen=True)
+class BrokerRegistrationChangeRecord(MetadataRecord):
+    """A change of a registered broker: `fenced` True fences it, False unfences it, None
+    leaves it (Kafka's BrokerRegistrationChangeRecord, whose int8 `fenced` is -1/0/1)."""
+
+    TYPE: ClassVar[str] = "BrokerRegistrationChangeRecord"
+    broker_id: int
+    broker_epoch: int
+    fenced: bool | None = None
+
+
+@dataclass(frozen=True)
 class ProducerIdsRecord(MetadataRecord):
     """A block of producer ids handed to a broker: ids below next_producer_id are used."""
 
@@ -130,6 +142,7 @@ _TYPES: dict[str, type[MetadataRecord]] = {
         RemoveTopicRecord,
         ConfigRecord,
         RegisterBrokerRecord,
+        BrokerRegistrationChangeRecord,
         ProducerIdsRecord,
     )
 }

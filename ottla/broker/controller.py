@@ -1,0 +1,355 @@
+"""The controller shell: the active controller's writes, and each broker's lifecycle.
+
+The active controller is the metadata quorum's leader. Its decisions are pure rules
+(cluster/controller: rules.py, placement.py, fencing.py); this shell runs them and
+does what they say, in this order: decide on the current image, propose the records,
+wait for their commit (which applies them to the image), answer.
+
+- `write(decide)`: on the leader, writes run one after another (a chain of futures, no
+  lock): each `decide(image)` sees every earlier write applied, so two CreateTopics of
+  one name can never both commit. Raises NotLeaderError on a non-leader.
+- `call(request)`: send a controller request (CreateTopics, DeleteTopics,
+  CreatePartitions, AlterConfigs, IncrementalAlterConfigs, BrokerRegistration,
+  BrokerHeartbeat, AllocateProducerIds: Kafka's request bodies) to the active
+  controller. On the leader it is handled here; elsewhere the original request is
+  forwarded in an Envelope (handlers/quorum.py), as Kafka forwards to the active
+  controller, and the answer is returned once this node has applied the metadata
+  offset the controller reached. Retried on NOT_CONTROLLER or a lost connection until
+  `timeout_s`.
+- Broker side, on every node: register at startup (BrokerRegistration with a fresh
+  incarnation id per process; a retry with the same incarnation is idempotent), then
+  heartbeat every `broker.heartbeat.interval.ms` (BrokerHeartbeat); a heartbeat
+  answered STALE_BROKER_EPOCH or BROKER_ID_NOT_REGISTERED registers again.
+- Controller side, on the leader: a tick every quarter session (at most 250 ms) fences
+  brokers silent for `broker.session.timeout.ms` (fencing.Sessions.expire); on
+  becoming leader every registered broker gets a full session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import structlog
+
+from ottla.cluster import (
+    Endpoint,
+    MetadataImage,
+    MetadataRecord,
+    NotLeaderError,
+    Sessions,
+)
+from ottla.protocol import (
+    SUPPORTED_APIS,
+    DecodedRequest,
+    ErrorCode,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+    make,
+)
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.server import Connection
+
+__all__ = ["ControllerShell", "ControllerUnavailableError"]
+
+log = structlog.get_logger("ottla.controller")
+
+T = TypeVar("T")
+Decide = Callable[[MetadataImage], tuple[list[MetadataRecord], T]]
+
+_RETRY_S = 0.05
+CALL_TIMEOUT_S = 15.0
+_ENVELOPE = 58
+
+
+class ControllerUnavailableError(Exception):
+    """No active controller answered a controller request in time."""
+
+
+def frame_bytes(chunks: list[Any]) -> bytes:
+    """A framed message without its 4-byte size prefix."""
+    return b"".join(bytes(c) for c in chunks)[4:]
+
+
+class ControllerShell:
+    """See the module docstring."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        config = broker.config
+        self.session_timeout_ms = int(config.get("broker.session.timeout.ms"))
+        self.heartbeat_interval_ms = int(config.get("broker.heartbeat.interval.ms"))
+        self.sessions = Sessions(self.session_timeout_ms)
+        self.incarnation_id = uuid.uuid4()
+        self.broker_epoch = -1
+        self._tail: asyncio.Future[None] | None = None
+        self._leader_epoch_seen = -1
+        self._forwarded: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the active controller ---------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        raft = self.broker.raft
+        return raft is not None and raft.is_leader
+
+    def _check_leadership(self) -> None:
+        raft = self.broker.raft
+        assert raft is not None
+        if raft.is_leader and raft.leader_epoch != self._leader_epoch_seen:
+            self._leader_epoch_seen = raft.leader_epoch
+            self.sessions.reset(self.broker.image, self.broker.clock())
+            log.info("controller_activated", node_id=self.broker.node_id, epoch=raft.leader_epoch)
+
+    async def write(self, decide: Decide[T], timeout_s: float = CALL_TIMEOUT_S) -> T:
+        """Run `decide` on the up-to-date image, commit its records, return its result."""
+        raft = self.broker.raft
+        assert raft is not None
+        if not raft.is_leader:
+            raise NotLeaderError(raft.leader_id, raft.leader_epoch)
+        previous = self._tail
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tail = done
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.shield(previous)
+            if not raft.is_leader:
+                raise NotLeaderError(raft.leader_id, raft.leader_epoch)
+            self._check_leadership()
+            records, result = decide(self.broker.image)
+            if records:
+                future = self.broker.propose_metadata_nowait(records)
+                if not future.done():
+                    await asyncio.wait_for(asyncio.shield(future), timeout_s)
+                else:
+                    future.result()
+            return result
+        finally:
+            done.set_result(None)
+            if self._tail is done:
+                self._tail = None
+
+    def is_forwarded(self, request: DecodedRequest) -> bool:
+        return id(request) in self._forwarded
+
+    async def handle_local(self, request: DecodedRequest, forwarded: bool) -> Any:
+        """Run a controller request's handler on this (leader) node."""
+        if forwarded:
+            self._forwarded.add(id(request))
+        try:
+            result = self.broker.dispatcher.handle(cast("Connection", None), request)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            return result
+        finally:
+            self._forwarded.discard(id(request))
+
+    # -- any node: requests to the active controller -------------------------------------
+
+    async def call(self, body: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        """Send a controller request to the active controller (module docstring)."""
+        raft = self.broker.raft
+        assert raft is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        frame = frame_bytes(encode_request(body, 0, f"ottla-node-{self.broker.node_id}"))
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                if raft.is_leader:
+                    return await self.handle_local(decode_request(frame), forwarded=True)
+                if raft.leader_id >= 0:
+                    answer = await self._forward(raft.leader_id, frame, body, remaining)
+                    if answer is not None:
+                        offset, response = answer
+                        await asyncio.wait_for(raft.wait_applied(offset), deadline - loop.time())
+                        return response
+            except NotLeaderError:
+                pass
+            except TimeoutError:
+                break
+            await asyncio.sleep(_RETRY_S)
+        raise ControllerUnavailableError(
+            f"no active controller answered within {timeout_s:.0f} s (leader {raft.leader_id})"
+        )
+
+    async def forward_request(self, request: DecodedRequest) -> Any:
+        """A client's controller request received by a non-leader: the controller's answer."""
+        return await self.call(request.body)
+
+    async def _forward(
+        self, leader_id: int, frame: bytes, body: Any, timeout_s: float
+    ) -> tuple[int, Any] | None:
+        client = self.broker.node_client
+        assert client is not None
+        envelope = make(
+            SUPPORTED_APIS[_ENVELOPE].request_type(0),
+            request_data=frame,
+            request_principal=None,
+            client_host_address=b"",
+        )
+        try:
+            response = await client.send(leader_id, envelope, max(timeout_s, 0.001))
+        except (OSError, ConnectionError):
+            return None
+        if response.error_code == ErrorCode.request_timed_out:
+            raise TimeoutError("the active controller did not commit in time")
+        if response.error_code != ErrorCode.none or not response.response_data:
+            return None  # NOT_CONTROLLER: ask again once the leader is known
+        data = bytes(response.response_data)
+        offset = int.from_bytes(data[:8], "big", signed=True)
+        _, inner = decode_response(data[8:], body)
+        if getattr(inner, "error_code", None) == ErrorCode.not_controller:
+            return None
+        return offset, inner
+
+    # -- broker lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._heartbeat_loop()))
+        self._tasks.append(loop.create_task(self._fencing_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+
+    async def register_self(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        broker = self.broker
+        spec = SUPPORTED_APIS[62]
+        module = spec.request_module(spec.max_version)
+        body = make(
+            spec.request_type(spec.max_version),
+            broker_id=broker.node_id,
+            cluster_id=broker.cluster_id,
+            incarnation_id=self.incarnation_id,
+            listeners=tuple(
+                make(
+                    module.Listener,
+                    name=lst.name,
+                    host=lst.host,
+                    port=lst.port,
+                    security_protocol=0,
+                )
+                for lst in broker.config.advertised_listeners
+            ),
+            features=(),
+            rack=None,
+            is_migrating_zk_broker=False,
+            log_dirs=(),
+            previous_broker_epoch=self.broker_epoch,
+        )
+        response = await self.call(body, timeout_s)
+        if response.error_code != ErrorCode.none:
+            raise ControllerUnavailableError(f"registration refused: {response.error_code.name}")
+        self.broker_epoch = int(response.broker_epoch)
+        log.info("broker_registered", node_id=broker.node_id, broker_epoch=self.broker_epoch)
+
+    async def _heartbeat_loop(self) -> None:
+        spec = SUPPORTED_APIS[63]
+        interval_s = self.heartbeat_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            body = make(
+                spec.request_type(spec.max_version),
+                broker_id=self.broker.node_id,
+                broker_epoch=self.broker_epoch,
+                current_metadata_offset=self.broker.image.offset,
+                want_fence=False,
+                want_shut_down=False,
+                offline_log_dirs=(),
+            )
+            try:
+                response = await self.call(body, max(interval_s * 2, 1.0))
+                if response.error_code in (
+                    ErrorCode.stale_broker_epoch,
+                    ErrorCode.broker_id_not_registered,
+                ):
+                    await self.register_self(max(interval_s * 2, 1.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a task boundary: log, heartbeat again
+                log.warning("broker_heartbeat_failed", error=repr(error))
+
+    async def _fencing_loop(self) -> None:
+        tick_s = min(self.session_timeout_ms / 4, 250) / 1000
+        while True:
+            await asyncio.sleep(tick_s)
+            if not self.is_active:
+                continue
+            try:
+                self._check_leadership()
+                now = self.broker.clock()
+                fenced = await self.write(self._expire)
+                if fenced:
+                    log.warning("brokers_fenced", records=len(fenced), now_ms=now)
+            except NotLeaderError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a task boundary: log, tick again
+                log.warning("fencing_tick_failed", error=repr(error))
+
+    def _expire(self, image: MetadataImage) -> tuple[list[MetadataRecord], list[MetadataRecord]]:
+        return _twice(self.sessions.expire(image, self.broker.clock()))
+
+    # -- controller-side request handling (called by handlers/controller.py) ---------------
+
+    async def registration(
+        self, broker_id: int, incarnation_id: uuid.UUID, endpoints: tuple[Endpoint, ...]
+    ) -> int:
+        from ottla.cluster import register  # noqa: PLC0415
+
+        def decide(image: MetadataImage) -> tuple[list[MetadataRecord], int]:
+            records, epoch = register(
+                image, broker_id, incarnation_id, endpoints, None, image.offset + 1
+            )
+            self.sessions.registered(broker_id, self.broker.clock())
+            if records:
+                log.info("broker_registration", broker_id=broker_id, broker_epoch=epoch)
+            return records, epoch
+
+        return await self.write(decide)
+
+    async def heartbeat(self, broker_id: int, broker_epoch: int) -> tuple[ErrorCode, bool]:
+        def decide(image: MetadataImage) -> tuple[list[MetadataRecord], tuple[ErrorCode, bool]]:
+            result = self.sessions.heartbeat(image, broker_id, broker_epoch, self.broker.clock())
+            if result.records:
+                log.info("broker_unfenced", broker_id=broker_id)
+            return result.records, (result.error_code, result.fenced)
+
+        return await self.write(decide)
+
+    async def allocate_producer_ids(
+        self, broker_id: int, broker_epoch: int, block_size: int
+    ) -> int:
+        from ottla.cluster import allocate_producer_ids  # noqa: PLC0415
+
+        return await self.write(
+            lambda image: allocate_producer_ids(image, broker_id, broker_epoch, block_size)
+        )
+
+
+def _twice(records: list[MetadataRecord]) -> tuple[list[MetadataRecord], list[MetadataRecord]]:
+    return records, records
+
+
+def envelope_response_data(offset: int, request: DecodedRequest, response: Any) -> bytes:
+    """An Envelope's response_data: 8-byte metadata offset, then the response frame."""
+    return offset.to_bytes(8, "big", signed=True) + frame_bytes(
+        encode_response(request.header, response)
+    )

@@ -1,0 +1,134 @@
+"""Controller APIs between nodes, and the forwarding of admin requests.
+
+- BrokerRegistration v0-v4, BrokerHeartbeat v0-v2, AllocateProducerIds v0: Kafka's
+  broker-to-controller requests. ottla's nodes send them to the active controller
+  carried in an Envelope (or handle them in place on the leader; see
+  broker/controller.py); a node that is not the active controller answers
+  NOT_CONTROLLER. Simplified: no features, log dirs or rack in the registration;
+  `is_caught_up` is always true (the sender waited for the metadata offset);
+  want_fence/want_shut_down are ignored (no controlled shutdown yet).
+- `on_controller(handler)`: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs
+  and IncrementalAlterConfigs run on the active controller. Received by another node,
+  the original request is forwarded (Envelope) and the controller's response returned
+  once this node applied the resulting metadata.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ottla.broker.handlers.build import NO_THROTTLE, make, response_type
+from ottla.cluster import Endpoint, NotLeaderError
+from ottla.protocol import DecodedRequest, ErrorCode
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.server import Connection
+
+__all__ = [
+    "handle_allocate_producer_ids",
+    "handle_broker_heartbeat",
+    "handle_broker_registration",
+    "on_controller",
+]
+
+PRODUCER_ID_BLOCK = 1000
+
+Handler = Callable[["Broker", "Connection", DecodedRequest], Any]
+
+
+def on_controller(handler: Handler) -> Handler:
+    """`handler` runs on the active controller (see the module docstring)."""
+
+    async def run(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+        forwarded = broker.controller.is_forwarded(request)
+        if forwarded or broker.controller.is_active:
+            try:
+                result = handler(broker, connection, request)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except NotLeaderError:
+                if forwarded:
+                    raise
+        return await broker.controller.forward_request(request)
+
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _not_controller(request: DecodedRequest, **fields: Any) -> Any:
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.not_controller,
+        **fields,
+    )
+
+
+async def handle_broker_registration(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """BrokerRegistration v0-v4 (see the module docstring)."""
+    body = request.body
+    if not broker.controller.is_active:
+        return _not_controller(request, broker_epoch=-1)
+    if body.cluster_id != broker.cluster_id:
+        return make(
+            response_type(request),
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.inconsistent_cluster_id,
+            broker_epoch=-1,
+        )
+    endpoints = tuple(
+        Endpoint(lst.name, lst.host, int(lst.port), int(lst.security_protocol))
+        for lst in body.listeners
+    )
+    epoch = await broker.controller.registration(
+        int(body.broker_id), body.incarnation_id, endpoints
+    )
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        broker_epoch=epoch,
+    )
+
+
+async def handle_broker_heartbeat(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """BrokerHeartbeat v0-v2 (see the module docstring)."""
+    body = request.body
+    if not broker.controller.is_active:
+        return _not_controller(request, is_caught_up=False, is_fenced=True, should_shut_down=False)
+    error, fenced = await broker.controller.heartbeat(int(body.broker_id), int(body.broker_epoch))
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=error,
+        is_caught_up=True,
+        is_fenced=fenced,
+        should_shut_down=False,
+    )
+
+
+async def handle_allocate_producer_ids(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """AllocateProducerIds v0: the next block of PRODUCER_ID_BLOCK ids, cluster-wide."""
+    body = request.body
+    if not broker.controller.is_active:
+        return _not_controller(request, producer_id_start=-1, producer_id_len=0)
+    start = await broker.controller.allocate_producer_ids(
+        int(body.broker_id), int(body.broker_epoch), PRODUCER_ID_BLOCK
+    )
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        producer_id_start=start,
+        producer_id_len=PRODUCER_ID_BLOCK,
+    )

@@ -1,0 +1,195 @@
+"""Broker registration, heartbeats and fencing on the active controller (PURE).
+
+Like Kafka's BrokerHeartbeatManager + ReplicationControlManager, in three inputs:
+
+- `register(image, ...)`: a BrokerRegistration. A known broker id with the same
+  incarnation id is a retry: no records, the registered epoch again. A new incarnation
+  (a restarted process) gets a RegisterBrokerRecord, unfenced, whose `broker_epoch` is
+  the offset its record will take (`next_offset`), plus the elections of `unfence`.
+- `Sessions.heartbeat(image, broker_id, broker_epoch, now_ms)`: a BrokerHeartbeat.
+  An unknown broker answers BROKER_ID_NOT_REGISTERED and a stale epoch
+  STALE_BROKER_EPOCH (the broker registers again); otherwise the arrival is recorded
+  and a fenced broker is unfenced (BrokerRegistrationChangeRecord fenced=False) and
+  takes back the leadership of offline partitions whose ISR names it.
+- `Sessions.expire(image, now_ms)`: a tick. An unfenced broker whose last heartbeat is
+  older than `session_timeout_ms` is fenced (BrokerRegistrationChangeRecord
+  fenced=True); every partition it leads gets a new leader from its ISR without it, or
+  leader -1 (offline) when no live ISR member remains (replication factor 1); it leaves
+  the ISR of partitions it follows, never emptying an ISR (no unclean election).
+
+Transition table of one broker, as the controller sees it:
+
+    unregistered --register--> live --silent > session timeout--> fenced
+    fenced --heartbeat (same epoch)--> live
+    any --register (new incarnation)--> live (new epoch)
+
+Sessions are the controller's memory, not the log's (as in Kafka): a new active
+controller starts every registered broker's session at its first tick (`reset`), so
+a controller failover never fences a broker that keeps heartbeating.
+
+Leader changes are PartitionChangeRecords; the image bumps the leader epoch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ottla.cluster.metadata.image import MetadataImage
+from ottla.cluster.metadata.records import (
+    BrokerRegistrationChangeRecord,
+    Endpoint,
+    MetadataRecord,
+    PartitionChangeRecord,
+    ProducerIdsRecord,
+    RegisterBrokerRecord,
+)
+from ottla.protocol import ErrorCode
+
+__all__ = [
+    "HeartbeatResult",
+    "Sessions",
+    "allocate_producer_ids",
+    "fence",
+    "register",
+    "unfence",
+]
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    error_code: ErrorCode
+    records: list[MetadataRecord]
+    fenced: bool
+
+
+def register(
+    image: MetadataImage,
+    broker_id: int,
+    incarnation_id: uuid.UUID,
+    endpoints: Sequence[Endpoint],
+    rack: str | None,
+    next_offset: int,
+) -> tuple[list[MetadataRecord], int]:
+    """Records registering a broker, and its broker epoch (see the module docstring)."""
+    current = image.brokers.get(broker_id)
+    if current is not None and current.incarnation_id == incarnation_id:
+        return [], current.broker_epoch
+    epoch = next_offset
+    record = RegisterBrokerRecord(
+        broker_id=broker_id,
+        incarnation_id=incarnation_id,
+        broker_epoch=epoch,
+        endpoints=tuple(endpoints),
+        rack=rack,
+        fenced=False,
+    )
+    registered = image.apply([record], image.offset)
+    return [record, *_elect_returning(registered, broker_id)], epoch
+
+
+def fence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
+    """Records fencing `broker_id` and moving leadership off it (module docstring)."""
+    current = image.brokers.get(broker_id)
+    if current is None or current.fenced:
+        return []
+    records: list[MetadataRecord] = [
+        BrokerRegistrationChangeRecord(broker_id, current.broker_epoch, fenced=True)
+    ]
+    fenced = image.apply(records, image.offset)
+    live = set(fenced.live_broker_ids())
+    for topic in sorted(image.topics_by_name.values(), key=lambda t: t.name):
+        for index in sorted(topic.partitions):
+            partition = topic.partitions[index]
+            if broker_id not in partition.replicas:
+                continue
+            isr = tuple(r for r in partition.isr if r != broker_id) or partition.isr
+            if partition.leader == broker_id:
+                candidates = [r for r in isr if r in live]
+                leader = candidates[0] if candidates else -1
+                records.append(
+                    PartitionChangeRecord(
+                        topic.topic_id,
+                        index,
+                        leader=leader,
+                        isr=isr if isr != partition.isr else None,
+                    )
+                )
+            elif isr != partition.isr:
+                records.append(PartitionChangeRecord(topic.topic_id, index, isr=isr))
+    return records
+
+
+def unfence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
+    """Records unfencing `broker_id`; it leads again the offline partitions it can."""
+    current = image.brokers.get(broker_id)
+    if current is None or not current.fenced:
+        return []
+    change = BrokerRegistrationChangeRecord(broker_id, current.broker_epoch, fenced=False)
+    return [change, *_elect_returning(image.apply([change], image.offset), broker_id)]
+
+
+def _elect_returning(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
+    """Offline partitions (leader -1) whose ISR names the (now live) `broker_id`."""
+    records: list[MetadataRecord] = []
+    for topic in sorted(image.topics_by_name.values(), key=lambda t: t.name):
+        for index in sorted(topic.partitions):
+            partition = topic.partitions[index]
+            if partition.leader < 0 and broker_id in partition.isr:
+                records.append(PartitionChangeRecord(topic.topic_id, index, leader=broker_id))
+    return records
+
+
+def allocate_producer_ids(
+    image: MetadataImage, broker_id: int, broker_epoch: int, block_size: int
+) -> tuple[list[MetadataRecord], int]:
+    """Records handing `broker_id` the next block of producer ids, and its first id."""
+    start = image.next_producer_id
+    return [ProducerIdsRecord(broker_id, broker_epoch, start + block_size)], start
+
+
+class Sessions:
+    """The controller's last heartbeat arrival per broker (see the module docstring)."""
+
+    def __init__(self, session_timeout_ms: int) -> None:
+        self.session_timeout_ms = session_timeout_ms
+        self.last_heartbeat_ms: dict[int, int] = {}
+
+    def reset(self, image: MetadataImage, now_ms: int) -> None:
+        """A new active controller: every registered broker gets a full session."""
+        self.last_heartbeat_ms = dict.fromkeys(image.brokers, now_ms)
+
+    def registered(self, broker_id: int, now_ms: int) -> None:
+        self.last_heartbeat_ms[broker_id] = now_ms
+
+    def heartbeat(
+        self, image: MetadataImage, broker_id: int, broker_epoch: int, now_ms: int
+    ) -> HeartbeatResult:
+        current = image.brokers.get(broker_id)
+        if current is None:
+            return HeartbeatResult(ErrorCode.broker_id_not_registered, [], True)
+        if broker_epoch != current.broker_epoch:
+            return HeartbeatResult(ErrorCode.stale_broker_epoch, [], current.fenced)
+        self.last_heartbeat_ms[broker_id] = now_ms
+        return HeartbeatResult(ErrorCode.none, unfence(image, broker_id), False)
+
+    def expire(self, image: MetadataImage, now_ms: int) -> list[MetadataRecord]:
+        """Records fencing every unfenced broker silent for longer than the timeout."""
+        records: list[MetadataRecord] = []
+        for broker_id in sorted(image.brokers):
+            broker = image.brokers[broker_id]
+            last = self.last_heartbeat_ms.setdefault(broker_id, now_ms)
+            if broker.fenced or now_ms - last <= self.session_timeout_ms:
+                continue
+            records.extend(fence(image.apply(records, image.offset), broker_id))
+        return records
+
+    def next_deadline_ms(self, image: MetadataImage) -> int | None:
+        """When the next unfenced broker's session runs out, if any."""
+        deadlines = [
+            self.last_heartbeat_ms[b] + self.session_timeout_ms + 1
+            for b, broker in image.brokers.items()
+            if not broker.fenced and b in self.last_heartbeat_ms
+        ]
+        return min(deadlines) if deadlines else None
