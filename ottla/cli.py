@@ -19,7 +19,7 @@ import structlog
 
 from ottla import __version__
 from ottla.client import ClientError
-from ottla.commands import groups, topics
+from ottla.commands import cluster, groups, topics
 
 __all__ = ["main"]
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="shortcut for listeners")
     topics.add_parser(commands)
     groups.add_parser(commands)
+    cluster.add_parser(commands)
     return parser
 
 
@@ -132,9 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    if args.command in ("topics", "groups"):
+    if args.command in ("topics", "groups", "cluster"):
+        runner = {"topics": topics.run, "groups": groups.run, "cluster": cluster.run}
         try:
-            return topics.run(args) if args.command == "topics" else groups.run(args)
+            return runner[args.command](args)
         except ClientError as error:
             print(f"ottla: {error}", file=sys.stderr)
             return 1

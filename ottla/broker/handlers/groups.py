@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.groups.consumer_state import HeartbeatRequest, TopicInfo
+from ottla.broker.groups.coordinator import OFFSETS_TOPIC
 from ottla.broker.groups.state import (
     GroupState,
     JoinRequest,
@@ -100,9 +101,11 @@ def handle_find_coordinator(broker: Broker, connection: Connection, request: Dec
     key_type = int(getattr(body, "key_type", GROUP_KEY_TYPE))
     if key_type == GROUP_KEY_TYPE and _coordinator(broker).topic_missing():
         return _find_coordinator_after_topic(broker, connection, request)
+    keys = list(body.coordinator_keys) if version >= 4 else [body.key]
     node_id, host, port = -1, "", -1
+    wanted = _coordinator_node(broker, keys[0] if keys else "", key_type)
     for node, node_host, node_port, _ in broker_endpoints(broker):
-        if node == broker.node_id:
+        if node == wanted:
             node_id, host, port = node, node_host, node_port
     error = ErrorCode.none
     message = None
@@ -112,6 +115,8 @@ def handle_find_coordinator(broker: Broker, connection: Connection, request: Dec
         error = ErrorCode.coordinator_not_available
     if error is not ErrorCode.none:
         node_id, host, port = -1, "", -1
+    if version >= 4 and len(keys) > 1:
+        return _find_coordinators(broker, request, keys, key_type, error, message)
     if version < 4:
         return make(
             response_type(request),
@@ -136,6 +141,49 @@ def handle_find_coordinator(broker: Broker, connection: Connection, request: Dec
         for key in body.coordinator_keys
     )
     return make(response_type(request), throttle_time=NO_THROTTLE, coordinators=coordinators)
+
+
+def _coordinator_node(broker: Broker, key: str, key_type: int) -> int:
+    """The leader of the group's `__consumer_offsets` partition (transactions: this node,
+    until the transaction coordinator lands)."""
+    if key_type != GROUP_KEY_TYPE:
+        return broker.node_id
+    coordinator = _coordinator(broker)
+    leader, _ = broker.leader_of(OFFSETS_TOPIC, coordinator.partition_for(key))
+    return leader
+
+
+def _find_coordinators(
+    broker: Broker,
+    request: DecodedRequest,
+    keys: list[str],
+    key_type: int,
+    error: ErrorCode,
+    message: str | None,
+) -> Any:
+    module = response_module(request)
+    endpoints = {node: (host, port) for node, host, port, _ in broker_endpoints(broker)}
+    coordinators = []
+    for key in keys:
+        node = _coordinator_node(broker, key, key_type)
+        host, port = endpoints.get(node, ("", -1))
+        code = (
+            error
+            if error is not ErrorCode.none
+            else (ErrorCode.none if node in endpoints else ErrorCode.coordinator_not_available)
+        )
+        coordinators.append(
+            make(
+                module.Coordinator,
+                key=key,
+                node_id=node if code is ErrorCode.none else -1,
+                host=host if code is ErrorCode.none else "",
+                port=port if code is ErrorCode.none else -1,
+                error_code=code,
+                error_message=message,
+            )
+        )
+    return make(response_type(request), throttle_time=NO_THROTTLE, coordinators=tuple(coordinators))
 
 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------------------

@@ -29,12 +29,14 @@ __all__ = ["handle_describe_cluster", "handle_metadata"]
 _NOT_REQUESTED = -2147483648
 
 
-def broker_endpoints(broker: Broker) -> list[tuple[int, str, int, str | None]]:
+def broker_endpoints(
+    broker: Broker, include_fenced: bool = False
+) -> list[tuple[int, str, int, str | None]]:
     """(node id, host, port, rack) of every live broker, on the client listener."""
     result = []
     listener = broker.config.advertised_listeners[0].name
     for image in sorted(broker.image.brokers.values(), key=lambda b: b.broker_id):
-        if image.fenced:
+        if image.fenced and not include_fenced:
             continue
         for name, host, port in image.endpoints:
             if name == listener:
@@ -115,7 +117,7 @@ def handle_metadata(
         throttle_time=NO_THROTTLE,
         brokers=brokers,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=_controller_id(broker),
         topics=tuple(topics),
         cluster_authorized_operations=_NOT_REQUESTED,
         error_code=ErrorCode.none,
@@ -148,7 +150,10 @@ def _topic(module: Any, topic: TopicImage) -> Any:
 
 
 def handle_describe_cluster(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
-    """DescribeCluster v0-v2 (v1 adds endpoint_type: brokers only here; v2 is_fenced)."""
+    """DescribeCluster v0-v2 (v1 adds endpoint_type: brokers only here; v2 is_fenced).
+
+    Live brokers are listed, and fenced ones too when v2's include_fenced_brokers asks, and the
+    controller is the quorum leader. Metadata lists only live brokers, as Kafka does."""
     module = response_module(request)
     endpoint_type = getattr(request.body, "endpoint_type", 1)
     if endpoint_type not in (1, 2):
@@ -170,9 +175,11 @@ def handle_describe_cluster(broker: Broker, connection: Connection, request: Dec
             host=host,
             port=port,
             rack=rack,
-            is_fenced=False,
+            is_fenced=broker.image.brokers[node].fenced,
         )
-        for node, host, port, rack in broker_endpoints(broker)
+        for node, host, port, rack in broker_endpoints(
+            broker, include_fenced=bool(getattr(request.body, "include_fenced_brokers", False))
+        )
     )
     return make(
         response_type(request),
@@ -181,10 +188,15 @@ def handle_describe_cluster(broker: Broker, connection: Connection, request: Dec
         error_message=None,
         endpoint_type=endpoint_type,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=_controller_id(broker),
         brokers=brokers,
         cluster_authorized_operations=_NOT_REQUESTED,
     )
+
+
+def _controller_id(broker: Broker) -> int:
+    """The active controller: the metadata quorum's leader (-1 while there is none)."""
+    return broker.raft.leader_id if broker.raft is not None else -1
 
 
 def _uuid_zero() -> Any:

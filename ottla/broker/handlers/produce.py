@@ -8,6 +8,8 @@ each batch header and CRC and appends it, O(1) Python work per batch. acks=0 get
 no response; acks=1 and acks=-1 are answered after the local append (one replica:
 the high watermark is the log end offset; replication makes acks=-1 wait).
 Produce to an unknown topic auto-creates it when `auto.create.topics.enable`.
+A partition this node does not lead answers NOT_LEADER_OR_FOLLOWER; from v10 (KIP-951)
+with `current_leader` (id and epoch from the image) and the leader's `node_endpoints`.
 Transactional produce lands with the transactions issue: its batches are appended
 as they are, visible to read_uncommitted consumers.
 """
@@ -17,7 +19,14 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any
 
-from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.broker.handlers.build import (
+    NO_THROTTLE,
+    has_field,
+    make,
+    response_module,
+    response_type,
+)
+from ottla.broker.handlers.metadata import broker_endpoints
 from ottla.broker.partitions import AppendOutcome
 from ottla.cluster import INTERNAL_TOPICS, validate_topic_name
 from ottla.protocol import DecodedRequest, ErrorCode
@@ -65,6 +74,7 @@ def handle_produce(
 
         return auto_create_on_demand(handle_produce, broker, connection, request, creatable)
     topics = []
+    leaders_named: set[int] = set()
     for topic_data in body.topic_data:
         if by_id:
             topic = broker.image.topics_by_id.get(topic_data.topic_id)
@@ -95,9 +105,19 @@ def handle_produce(
                     outcome = AppendOutcome(ErrorCode.invalid_record, "Null records")
                 else:
                     outcome = partition.append_records(partition_data.records, now)
+            current_leader = None
+            if outcome.error_code is ErrorCode.not_leader_or_follower and topic is not None:
+                leader_id, leader_epoch = broker.leader_of(topic.name, index)
+                leaders_named.add(leader_id)
+                if has_field(module.PartitionProduceResponse, "current_leader"):
+                    current_leader = make(
+                        module.LeaderIdAndEpoch, leader_id=leader_id, leader_epoch=leader_epoch
+                    )
+            extra = {} if current_leader is None else {"current_leader": current_leader}
             partitions.append(
                 make(
                     module.PartitionProduceResponse,
+                    **extra,
                     index=index,
                     error_code=outcome.error_code,
                     base_offset=outcome.base_offset,
@@ -117,4 +137,16 @@ def handle_produce(
         )
     if acks == 0:
         return None
-    return make(response_type(request), responses=tuple(topics), throttle_time=NO_THROTTLE)
+    endpoints = ()
+    if leaders_named and has_field(response_type(request), "node_endpoints"):
+        endpoints = tuple(
+            make(module.NodeEndpoint, node_id=node, host=host, port=port, rack=rack)
+            for node, host, port, rack in broker_endpoints(broker)
+            if node in leaders_named
+        )
+    return make(
+        response_type(request),
+        responses=tuple(topics),
+        throttle_time=NO_THROTTLE,
+        node_endpoints=endpoints,
+    )
