@@ -2,7 +2,7 @@
 consumer protocol.
 
 Starts `ottla serve` (temporary data dir) once per setting of
-`group.consumer.heartbeat.interval.ms` (Kafka's default 5000, and 500) and drives it
+`group.consumer.heartbeat.interval.ms` (Kafka's default 5000, and ottla's default 500) and drives it
 with confluent-kafka (librdkafka) consumers, `group.protocol=consumer`, in threads
 of this process. `consumer_protocol_rebalance()`: a stable group of N members (3,
 and 30) on a topic with 2N+2 partitions; then one more consumer is started.

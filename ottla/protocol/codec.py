@@ -120,7 +120,7 @@ def decode_request(
     # kio's reader trusts array counts when it allocates; an absurd one aborts the process.
     check_lengths(_request_type(spec, api_version), frame, header.body_offset)
     try:
-        body, size = spec.request_reader(api_version)(frame, header.body_offset)
+        body, _ = spec.request_reader(api_version)(frame, header.body_offset)
     except _DECODE_ERRORS as error:
         raise ProtocolError(
             ErrorCode.invalid_request,
