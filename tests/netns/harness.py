@@ -600,8 +600,9 @@ class NetnsCluster:
             code: ErrorCode = client.call("create_topics", build).topics[0].error_code
         return code
 
-    def topic_configs(self, node_id: int, topic: str) -> dict[str, str | None]:
-        """The topic's own (dynamic) configs as `node_id` describes them."""
+    def topic_configs(self, node_id: int, topic: str) -> dict[str, str | None] | None:
+        """The topic's own (dynamic) configs as `node_id` describes them (None: the node
+        does not know the topic)."""
 
         def build(module: ModuleType, version: int) -> Any:
             return make(
@@ -619,6 +620,8 @@ class NetnsCluster:
             )
 
         result = self.call(node_id, "describe_configs", build).results[0]
+        if result.error_code is ErrorCode.unknown_topic_or_partition:
+            return None
         if result.error_code is not ErrorCode.none:
             raise AssertionError(f"DescribeConfigs {topic} on node {node_id}: {result.error_code}")
         return {c.name: c.value for c in result.configs if int(c.config_source) == 1}

@@ -14,7 +14,10 @@ Proves, over real addresses rather than loopback ports:
   new leader is elected, and the killed node, restarted, catches up (its own Metadata
   lists the topic created while it was down, and it follows the new leader);
 - restarting all three (SIGTERM) keeps every topic, its partitions and leaders, and
-  the configs set at creation and with IncrementalAlterConfigs, on every node.
+  the configs set at creation and with IncrementalAlterConfigs, on every node;
+- a follower that was down while more metadata records than the snapshot interval
+  (10,000) were committed catches up by installing the leader's snapshot (its log says
+  so) and then has every topic and the last config values.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import signal
 import time
 from functools import partial
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,7 +37,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from ottla.client import ClientError
-from ottla.protocol import ErrorCode, Record, build_batch
+from ottla.protocol import ErrorCode, Record, build_batch, make
 from tests.integration.clients import Aiokafka, Confluent, KafkaPython, Rec
 from tests.integration.wire import Wire, produce_partition
 from tests.netns.harness import NetnsCluster, until
@@ -245,3 +249,74 @@ def test_restarting_all_three_keeps_topics_and_configs(netns_cluster: NetnsClust
         assert [(p[0], p[1], p[3]) for p in after] == [(p[0], p[1], p[3]) for p in before]
         for node_id in cluster.nodes:
             assert cluster.topic_configs(node_id, topic) == wanted[topic], (node_id, topic)
+
+
+_SNAPSHOT_KEYS = (
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.ms",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "retention.bytes",
+    "retention.ms",
+    "segment.jitter.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+)
+
+
+def _alter_many(cluster: NetnsCluster, node_id: int, topics: list[str], value: int) -> None:
+    """One IncrementalAlterConfigs setting every key of `_SNAPSHOT_KEYS` on every topic
+    (one metadata record each)."""
+
+    def build(module: ModuleType, version: int) -> Any:
+        return make(
+            module.IncrementalAlterConfigsRequest,
+            resources=tuple(
+                make(
+                    module.AlterConfigsResource,
+                    resource_type=2,  # TOPIC
+                    resource_name=topic,
+                    configs=tuple(
+                        make(module.AlterableConfig, name=k, config_operation=0, value=str(value))
+                        for k in _SNAPSHOT_KEYS
+                    ),
+                )
+                for topic in topics
+            ),
+            validate_only=False,
+        )
+
+    response = cluster.call(node_id, "incremental_alter_configs", build)
+    assert all(r.error_code is ErrorCode.none for r in response.responses), response
+
+
+def test_a_node_away_long_catches_up_by_snapshot(netns_cluster: NetnsCluster) -> None:
+    """While a follower is down, more metadata records than the snapshot interval
+    (10,000 entries) are committed: the leader snapshots and drops the log prefix, and
+    the restarted follower installs the snapshot, then has every topic and config."""
+    cluster = netns_cluster
+    leader = cluster.leader()
+    away = next(n for n in cluster.nodes if n != leader)
+    topics = [f"snap-{i}" for i in range(20)]
+    for topic in topics:
+        assert cluster.create_topic(leader, topic) is ErrorCode.none
+    cluster.kill(away, signal.SIGKILL)
+
+    per_request = len(topics) * len(_SNAPSHOT_KEYS)
+    value = 10**12
+    for _ in range(10_000 // per_request + 10):
+        value += 1
+        _alter_many(cluster, leader, topics, value)
+    leader_log = cluster.nodes[leader].log_path
+    until(lambda: '"raft.snapshot.taken"' in leader_log.read_text(), 10.0, "leader snapshot")
+
+    cluster.start(away)
+    final = {k: str(value) for k in _SNAPSHOT_KEYS}
+    until(
+        partial(_has_configs, cluster, away, topics[-1], final),
+        20.0,
+        "the restarted node has the last configs",
+    )
+    assert set(topics) <= cluster.topic_names(away)
+    assert '"raft.snapshot.installed"' in cluster.nodes[away].log_path.read_text()
