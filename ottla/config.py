@@ -231,6 +231,12 @@ _DEFS: list[ConfigDef] = [
         "Bytes of requests in flight per connection before reading pauses (-1: 100 MiB).",
     ),
     ConfigDef("replica.fetch.max.bytes", "int", "1048576", "Follower fetch size per partition."),
+    ConfigDef("replica.fetch.wait.max.ms", "int", "500", "Longest wait of a follower fetch."),
+    ConfigDef("replica.fetch.min.bytes", "int", "1", "Bytes a follower fetch waits for."),
+    ConfigDef(
+        "replica.fetch.response.max.bytes", "int", "10485760", "Largest follower fetch response."
+    ),
+    ConfigDef("replica.fetch.backoff.ms", "int", "1000", "Follower backoff after a fetch error."),
     ConfigDef(
         "compression.type",
         "string",

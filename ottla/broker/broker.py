@@ -41,7 +41,9 @@ from ottla.broker.controller import ControllerShell, ControllerUnavailableError
 from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
 from ottla.broker.groups.coordinator import GroupCoordinator
+from ottla.broker.isr import IsrManager
 from ottla.broker.partitions import Partition, ReplicaManager
+from ottla.broker.replica_fetcher import ReplicaFetchers
 from ottla.broker.rpc import NodeClient, parse_voters
 from ottla.broker.server import Connection, ConnectionLimits
 from ottla.cluster import (
@@ -101,6 +103,8 @@ class Broker:
         )
         self.dispatcher = Dispatcher(self)
         self.controller = ControllerShell(self)
+        self.fetchers = ReplicaFetchers(self)
+        self.isr = IsrManager(self)
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[Connection] = set()
         self._timers: list[asyncio.Task[None]] = []
@@ -227,6 +231,7 @@ class Broker:
         except ControllerUnavailableError as error:
             raise StartupError(f"controller.quorum.voters: cannot register: {error}") from None
         self.controller.start()
+        self.isr.start()
         self.groups.load()
         self._timers.append(asyncio.create_task(self._retention_loop()))
         if self.config.get("log.cleaner.enable"):
@@ -380,6 +385,56 @@ class Broker:
                 )
             if previous is None:
                 log.info("topic_created", topic=name, partitions=len(topic.partitions))
+        self._apply_roles(after, now)
+
+    def _apply_roles(self, image: MetadataImage, now: int) -> None:
+        """Each hosted partition's role per the image: a leader (a new leader epoch starts
+        fresh follower state; an ISR change updates it), or a follower of the image's
+        leader (fetched by a replica fetcher task), or neither (leader -1)."""
+        follow: dict[tuple[str, int], tuple[int, int]] = {}
+        for partition in self.replicas:
+            topic = image.topics_by_name.get(partition.topic)
+            state = topic.partitions.get(partition.index) if topic is not None else None
+            if state is None:
+                continue
+            role = (state.leader, state.leader_epoch)
+            if state.leader == self.node_id:
+                if partition.replication is None or partition.role != role:
+                    partition.become_leader(
+                        self.node_id,
+                        state.leader_epoch,
+                        state.replicas,
+                        state.isr,
+                        state.partition_epoch,
+                        now,
+                    )
+                    if len(state.replicas) > 1:
+                        log.info(
+                            "partition_leader",
+                            partition=partition.name,
+                            leader_epoch=state.leader_epoch,
+                            isr=list(state.isr),
+                            high_watermark=partition.high_watermark,
+                            log_end_offset=partition.log_end_offset,
+                        )
+                elif partition.replication.partition_epoch != state.partition_epoch:
+                    partition.update_leader_isr(
+                        state.replicas, state.isr, state.partition_epoch, now
+                    )
+            else:
+                if partition.replication is not None or partition.role != role:
+                    partition.become_follower(state.leader, state.leader_epoch, state.isr)
+                    log.info(
+                        "partition_follower",
+                        partition=partition.name,
+                        leader_id=state.leader,
+                        leader_epoch=state.leader_epoch,
+                    )
+                partition.isr = state.isr
+                if state.leader >= 0:
+                    follow[(partition.topic, partition.index)] = role
+            partition.role = role
+        self.fetchers.update(follow)
 
     def partition(self, topic: str, index: int) -> Partition | None:
         """The partition if this node leads it (per the image), else None: produce, fetch
@@ -472,6 +527,8 @@ class Broker:
             server.close()
         self.groups.stop()
         await self.controller.stop()
+        await self.isr.stop()
+        await self.fetchers.stop()
         for task in self._timers:
             task.cancel()
         # Answer waiting fetches now instead of at their max_wait.

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import structlog
 
 from ottla.cluster import (
+    AlterPartitionResult,
     Endpoint,
     MetadataImage,
     MetadataRecord,
@@ -331,6 +332,33 @@ class ControllerShell:
             if result.records:
                 log.info("broker_unfenced", broker_id=broker_id)
             return result.records, (result.error_code, result.fenced)
+
+        return await self.write(decide)
+
+    async def alter_partition(
+        self,
+        broker_id: int,
+        topic_id: uuid.UUID,
+        partition_id: int,
+        leader_epoch: int,
+        partition_epoch: int,
+        new_isr: tuple[int, ...],
+    ) -> AlterPartitionResult:
+        from ottla.cluster import alter_partition  # noqa: PLC0415
+
+        def decide(image: MetadataImage) -> tuple[list[MetadataRecord], AlterPartitionResult]:
+            records, result = alter_partition(
+                image, broker_id, topic_id, partition_id, leader_epoch, partition_epoch, new_isr
+            )
+            if records:
+                log.info(
+                    "isr_changed",
+                    topic_id=str(topic_id),
+                    partition=partition_id,
+                    leader_id=broker_id,
+                    isr=list(result.isr),
+                )
+            return records, result
 
         return await self.write(decide)
 

@@ -100,6 +100,7 @@ HANDLERS: dict[int, Handler] = {
     62: controller.handle_broker_registration,
     63: controller.handle_broker_heartbeat,
     67: controller.handle_allocate_producer_ids,
+    56: controller.handle_alter_partition,
 }
 
 

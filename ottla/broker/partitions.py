@@ -7,8 +7,14 @@ batch (one header unpack and a hardware CRC) and the copy into the mmap'd segmen
 is one memcpy — so there is no await between checking producer state and appending
 (house rule 7).
 
-On a single node the high watermark is the log end offset; the replication issue
-moves it with the in-sync replicas.
+Replication (issue 7): a partition is a leader, a follower or neither (leader -1),
+per the metadata image (`set_role`). A leader keeps a `cluster.replication.LeaderState`:
+its high watermark is the minimum log end offset over the ISR (with an ISR of one,
+e.g. a single node, it is the log end offset), moved by its own appends and by
+followers' fetches (`follower_fetched`); acks=all produces wait on `wait_acks_all`
+futures woken when the watermark passes their batch (no polling). A follower appends
+the leader's batches as they are (`append_as_follower`: offsets and epochs kept,
+producer state replayed) and takes its high watermark from the leader's responses.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import structlog
 
 from ottla.broker.producer_state import ProducerStateManager
+from ottla.cluster import LeaderState
 from ottla.protocol import (
     ErrorCode,
     ProtocolError,
@@ -41,6 +48,7 @@ __all__ = ["AppendOutcome", "Partition", "ReplicaManager"]
 log = structlog.get_logger("ottla.partitions")
 
 _PRODUCER_SNAPSHOT = "producer-state.json"
+_NO_ROLE = -2
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,7 @@ class AppendOutcome:
     base_offset: int = -1
     log_append_time_ms: int = -1
     log_start_offset: int = -1
+    last_offset: int = -1
 
 
 class Partition:
@@ -76,6 +85,14 @@ class Partition:
         self.leader_epoch = leader_epoch
         self.producers = ProducerStateManager()
         self._waiters: list[asyncio.Future[None]] = []
+        # Replication: None until the image names a role (a partition alone is a leader
+        # whose high watermark is its log end offset).
+        self.replication: LeaderState | None = None
+        self.follower_of = -1  # the leader this replica follows, -1 when not a follower
+        self.role: tuple[int, int] = (_NO_ROLE, -1)  # (leader, leader epoch) last applied
+        self.isr: tuple[int, ...] = ()
+        self._follower_high_watermark = 0
+        self._acks_waiters: list[tuple[int, asyncio.Future[ErrorCode]]] = []
         self._rebuild_producer_state()
 
     # -- state ---------------------------------------------------------------------------
@@ -94,7 +111,151 @@ class Partition:
 
     @property
     def high_watermark(self) -> int:
+        state = self.replication
+        if state is not None:
+            return state.high_watermark
+        if self.role[0] != _NO_ROLE:  # a follower, or offline (leader -1)
+            return min(self._follower_high_watermark, int(self.log.log_end_offset))
         return int(self.log.log_end_offset)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        try:
+            return int(self.topic_configs.get("min.insync.replicas", "1"))
+        except ValueError:
+            return 1
+
+    # -- replication ---------------------------------------------------------------------
+
+    def become_leader(
+        self,
+        node_id: int,
+        leader_epoch: int,
+        replicas: tuple[int, ...],
+        isr: tuple[int, ...],
+        partition_epoch: int,
+        now_ms: int,
+    ) -> None:
+        """This node leads from `leader_epoch` on: follower state starts fresh; the high
+        watermark starts where this replica knew it to be (never above what the ISR has)."""
+        self.leader_epoch = leader_epoch
+        self.follower_of = -1
+        self.isr = isr
+        # Opened at startup with other replicas: the watermark is not known (no
+        # checkpoint yet), so it starts low and the ISR's fetches move it up.
+        fresh = self.role[0] == _NO_ROLE and len(replicas) > 1
+        start = self.log_start_offset if fresh else self.high_watermark
+        self.replication = LeaderState(
+            node_id, replicas, isr, partition_epoch, start, self.log_end_offset, now_ms
+        )
+        self._leader_appended()
+
+    def update_leader_isr(
+        self, replicas: tuple[int, ...], isr: tuple[int, ...], partition_epoch: int, now_ms: int
+    ) -> None:
+        """The committed ISR of a partition this node still leads changed."""
+        state = self.replication
+        assert state is not None
+        self.isr = isr
+        if state.update_isr(replicas, isr, partition_epoch, self.log_end_offset, now_ms):
+            self._high_watermark_moved()
+        else:
+            self._complete_acks()  # a shrink may complete waiters with an error
+
+    def become_follower(self, leader_id: int, leader_epoch: int, isr: tuple[int, ...]) -> None:
+        """This node follows `leader_id` (or nobody, -1); waiting acks=all produces fail."""
+        self._follower_high_watermark = self.high_watermark
+        self.replication = None
+        self.follower_of = leader_id
+        self.leader_epoch = leader_epoch
+        self.isr = isr
+        waiters, self._acks_waiters = self._acks_waiters, []
+        for _, future in waiters:
+            if not future.done():
+                future.set_result(ErrorCode.not_leader_or_follower)
+        self.wake_waiters()
+
+    def follower_fetched(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
+        """Leader: a follower's Fetch at `fetch_offset` (its log end offset)."""
+        state = self.replication
+        if state is not None and state.follower_fetched(
+            replica_id, fetch_offset, self.log_end_offset, now_ms
+        ):
+            self._high_watermark_moved()
+
+    def _leader_appended(self) -> None:
+        state = self.replication
+        if state is not None and state.leader_appended(self.log_end_offset):
+            self._high_watermark_moved()
+
+    def _high_watermark_moved(self) -> None:
+        self._complete_acks()
+        self.wake_waiters()
+
+    def _complete_acks(self) -> None:
+        state = self.replication
+        if state is None or not self._acks_waiters:
+            return
+        minimum = self.min_insync_replicas
+        pending: list[tuple[int, asyncio.Future[ErrorCode]]] = []
+        for last_offset, future in self._acks_waiters:
+            result = state.acks_all_result(last_offset, minimum)
+            if future.done():
+                continue
+            if result is None:
+                pending.append((last_offset, future))
+            else:
+                future.set_result(result)
+        self._acks_waiters = pending
+
+    def enough_replicas_for_acks_all(self) -> bool:
+        state = self.replication
+        return state is None or state.enough_replicas(self.min_insync_replicas)
+
+    def wait_acks_all(self, last_offset: int) -> asyncio.Future[ErrorCode] | None:
+        """None if `last_offset` is below the high watermark already (answer now), else a
+        future resolved with the partition's error code once it is (or leadership ends)."""
+        state = self.replication
+        if state is None:
+            return None
+        if state.acks_all_result(last_offset, self.min_insync_replicas) is not None:
+            return None
+        future: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
+        self._acks_waiters.append((last_offset, future))
+        return future
+
+    def acks_all_result_now(self, last_offset: int) -> ErrorCode:
+        state = self.replication
+        if state is None:
+            return ErrorCode.none
+        return state.acks_all_result(last_offset, self.min_insync_replicas) or ErrorCode.none
+
+    def forget_acks_waiter(self, future: asyncio.Future[ErrorCode]) -> None:
+        self._acks_waiters = [(o, f) for o, f in self._acks_waiters if f is not future]
+
+    def append_as_follower(
+        self, records: memoryview | bytes, high_watermark: int, now_ms: int
+    ) -> int:
+        """Follower: append the leader's batches as they are; the number of bytes kept."""
+        size = len(records)
+        if size:
+            data = memoryview(records)
+            self.log.append(data, now_ms=now_ms, assign_offsets=False)
+            for batch in iter_batches(bytes(data)):
+                self.producers.replay(batch)
+        self._follower_high_watermark = max(self._follower_high_watermark, high_watermark)
+        return size
+
+    def truncate_to(self, offset: int) -> None:
+        """Follower: drop a divergent tail at and after `offset`; producer state replays."""
+        if offset >= self.log_end_offset:
+            return
+        self.log.truncate_to(offset)
+        self._follower_high_watermark = min(self._follower_high_watermark, self.log_end_offset)
+        self.producers.truncate()
+        with contextlib.suppress(FileNotFoundError):
+            self._snapshot_path().unlink()
+        self._rebuild_producer_state()
 
     @property
     def last_stable_offset(self) -> int:
@@ -154,12 +315,14 @@ class Partition:
             if problem is not None:
                 return problem
         first_offset = -1
+        last_offset = -1
         append_time = -1
         for batch in batches:
             check = self.producers.check(batch)
             if check.duplicate is not None:
                 if first_offset < 0:
                     first_offset = check.duplicate.first_offset
+                last_offset = check.duplicate.last_offset
                 continue
             if check.error_code is not ErrorCode.none:
                 return AppendOutcome(check.error_code, check.message)
@@ -180,9 +343,12 @@ class Partition:
             self.producers.record(stored, appended.first_offset)
             if first_offset < 0:
                 first_offset = appended.first_offset
+            last_offset = appended.last_offset
         self.wake_waiters()
+        self._leader_appended()
         return AppendOutcome(
             base_offset=first_offset,
+            last_offset=last_offset,
             log_append_time_ms=append_time,
             log_start_offset=self.log_start_offset,
         )
@@ -221,10 +387,16 @@ class Partition:
 
     # -- fetch ---------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> LogReadResult | None:
-        """Whole batches from `offset` below the high watermark, under a lease; None if empty."""
+    def read(
+        self, offset: int, max_bytes: int, min_one_batch: bool, max_offset: int | None = None
+    ) -> LogReadResult | None:
+        """Whole batches from `offset` below `max_offset` (default: the high watermark;
+        followers read to the log end), under a lease; None if empty."""
         result = self.log.read(
-            offset, max_bytes, max_offset=self.high_watermark, min_one_message=min_one_batch
+            offset,
+            max_bytes,
+            max_offset=self.high_watermark if max_offset is None else max_offset,
+            min_one_message=min_one_batch,
         )
         if not result.records.nbytes:
             result.release()

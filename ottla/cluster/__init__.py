@@ -1,9 +1,11 @@
 """ottla.cluster: metadata records, the metadata image and log, the controller rules."""
 
 from ottla.cluster.controller.fencing import (
+    AlterPartitionResult,
     HeartbeatResult,
     Sessions,
     allocate_producer_ids,
+    alter_partition,
     fence,
     register,
     unfence,
@@ -44,6 +46,7 @@ from ottla.cluster.raft.core import NotLeader, QuorumInfo, RaftConfig
 from ottla.cluster.raft.driver import NotLeaderError, RaftDriver, Transport
 from ottla.cluster.raft.log import RaftStorage, RaftStorageError
 from ottla.cluster.raft.state import Role
+from ottla.cluster.replication import FollowerState, LeaderState
 
 __all__ = [
     "BROKER_RESOURCE",
@@ -51,11 +54,14 @@ __all__ = [
     "METADATA_TOPIC",
     "METADATA_TOPIC_ID",
     "TOPIC_RESOURCE",
+    "AlterPartitionResult",
     "BrokerImage",
     "BrokerRegistrationChangeRecord",
     "ConfigRecord",
     "Endpoint",
+    "FollowerState",
     "HeartbeatResult",
+    "LeaderState",
     "MetadataImage",
     "MetadataLog",
     "MetadataRecord",
@@ -81,6 +87,7 @@ __all__ = [
     "TopicRecord",
     "Transport",
     "allocate_producer_ids",
+    "alter_partition",
     "assign_replicas",
     "create_partitions",
     "create_topics",

@@ -218,6 +218,7 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("broker_registration"),
         make_spec("broker_heartbeat"),
         make_spec("allocate_producer_ids"),
+        make_spec("alter_partition"),
     ]
 )
 

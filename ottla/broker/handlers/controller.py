@@ -7,6 +7,9 @@
   NOT_CONTROLLER. Simplified: no features, log dirs or rack in the registration;
   `is_caught_up` is always true (the sender waited for the metadata offset);
   want_fence/want_shut_down are ignored (no controlled shutdown yet).
+- AlterPartition v2-v3: a partition leader's ISR shrink/expand (broker/isr.py), decided
+  by `cluster.alter_partition` on the active controller and committed as a
+  PartitionChangeRecord. Simplified: the members' broker epochs (KIP-903) are not checked.
 - `on_controller(handler)`: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs
   and IncrementalAlterConfigs run on the active controller. Received by another node,
   the original request is forwarded (Envelope) and the controller's response returned
@@ -19,7 +22,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ottla.broker.handlers.build import NO_THROTTLE, make, response_type
+from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.cluster import Endpoint, NotLeaderError
 from ottla.protocol import DecodedRequest, ErrorCode
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "handle_allocate_producer_ids",
+    "handle_alter_partition",
     "handle_broker_heartbeat",
     "handle_broker_registration",
     "on_controller",
@@ -131,4 +135,50 @@ async def handle_allocate_producer_ids(
         error_code=ErrorCode.none,
         producer_id_start=start,
         producer_id_len=PRODUCER_ID_BLOCK,
+    )
+
+
+async def handle_alter_partition(
+    broker: Broker, connection: Connection, request: DecodedRequest
+) -> Any:
+    """AlterPartition v2-v3 (see the module docstring)."""
+    body = request.body
+    module = response_module(request)
+    if not broker.controller.is_active:
+        return make(
+            response_type(request),
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.not_controller,
+            topics=(),
+        )
+    topics = []
+    for topic in body.topics:
+        partitions = []
+        for item in topic.partitions:
+            result = await broker.controller.alter_partition(
+                int(body.broker_id),
+                topic.topic_id,
+                int(item.partition_index),
+                int(item.leader_epoch),
+                int(item.partition_epoch),
+                tuple(int(b.broker_id) for b in item.new_isr_with_epochs),
+            )
+            partitions.append(
+                make(
+                    module.PartitionData,
+                    partition_index=item.partition_index,
+                    error_code=result.error_code,
+                    leader_id=result.leader_id,
+                    leader_epoch=result.leader_epoch,
+                    isr=result.isr,
+                    leader_recovery_state=0,
+                    partition_epoch=result.partition_epoch,
+                )
+            )
+        topics.append(make(module.TopicData, topic_id=topic.topic_id, partitions=tuple(partitions)))
+    return make(
+        response_type(request),
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        topics=tuple(topics),
     )

@@ -4,7 +4,13 @@ Version notes: v7+ fetch sessions (KIP-227, see fetch_sessions.py); v9+
 current_leader_epoch fencing; v11+ rack_id (ignored: no follower fetching from
 replicas here); v12+ flexible, diverging epochs; v13+ topics by id; v15+
 replica_state replaces replica_id. Consumers (replica id -1) read up to the high
-watermark; isolation level read_committed is served as read_uncommitted until
+watermark. A follower's fetch (replica id >= 0, issue 7) is served up to the log end
+offset; its fetch offset is the follower's log end offset for the leader's
+replication state (which may move the high watermark, waking acks=all produces and
+consumers, and may propose the follower joins the ISR); with a last_fetched_epoch
+(v12+) whose end on the leader is below the fetch offset (or an epoch the leader does
+not have) it gets `diverging_epoch` (KIP-320) and no records, and truncates.
+Isolation level read_committed is served as read_uncommitted until
 the transactions issue (no aborted transactions exist yet).
 
 Reads are zero-copy: each partition's records are a memoryview of its segment,
@@ -53,6 +59,7 @@ class _Read:
     records: Any = None
     lease: Any = None
     size: int = 0
+    diverging: tuple[int, int] | None = None
 
 
 def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
@@ -70,9 +77,15 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
         session_id = 0
     fetch_set: dict[tuple[str, int], SessionPartition] = {}
     unknown: list[tuple[Any, int, ErrorCode]] = []
+    replica_id = _replica_id(body)
+    last_fetched: dict[tuple[str, int], int] = {}
     for topic in body.topics:
         name = _topic_name(broker, topic, by_id)
         for partition in topic.partitions:
+            if replica_id >= 0 and name is not None:
+                last_fetched[(name, int(partition.partition))] = int(
+                    getattr(partition, "last_fetched_epoch", -1)
+                )
             state = SessionPartition(
                 int(partition.fetch_offset),
                 int(partition.partition_max_bytes),
@@ -109,7 +122,8 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     max_wait_ms = max(0, int(body.max_wait.total_seconds() * 1000))
     min_bytes = int(body.min_bytes)
     max_bytes = int(getattr(body, "max_bytes", 2**31 - 1))
-    reads = _read_all(broker, fetch_set, max_bytes, incremental)
+    replica = _Replica(replica_id, last_fetched) if replica_id >= 0 else None
+    reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
     ready = sum(r.size for r in reads)
     has_error = any(r.error_code is not ErrorCode.none for r in reads) or bool(unknown)
     if ready >= min_bytes or max_wait_ms == 0 or has_error or _delayed >= DELAYED_FETCHES_MAX:
@@ -125,7 +139,23 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
         max_bytes,
         min_bytes,
         max_wait_ms,
+        replica,
     )
+
+
+@dataclass
+class _Replica:
+    """A follower's fetch: its id and each partition's last fetched epoch."""
+
+    replica_id: int
+    last_fetched_epoch: dict[tuple[str, int], int]
+
+
+def _replica_id(body: Any) -> int:
+    state = getattr(body, "replica_state", None)
+    if state is not None:
+        return int(state.replica_id)
+    return int(getattr(body, "replica_id", -1))
 
 
 async def _long_poll(
@@ -139,6 +169,7 @@ async def _long_poll(
     max_bytes: int,
     min_bytes: int,
     max_wait_ms: int,
+    replica: _Replica | None,
 ) -> Any:
     """Wait for data on any fetched partition (or max_wait), then read again."""
     global _delayed  # noqa: PLW0603 - one counter for the whole process
@@ -161,7 +192,7 @@ async def _long_poll(
             finally:
                 for partition in partitions:
                     partition.remove_waiter(arrived)
-            reads = _read_all(broker, fetch_set, max_bytes, incremental)
+            reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
             if (
                 sum(r.size for r in reads) >= min_bytes
                 or loop.time() >= deadline
@@ -184,6 +215,7 @@ def _read_all(
     fetch_set: dict[tuple[str, int], SessionPartition],
     max_bytes: int,
     incremental: bool,
+    replica: _Replica | None = None,
 ) -> list[_Read]:
     reads = []
     budget = max_bytes
@@ -217,13 +249,28 @@ def _read_all(
             )
             continue
         offset = state.fetch_offset
+        end = read.high_watermark
+        if replica is not None:
+            diverging = _diverging(
+                partition, offset, replica.last_fetched_epoch.get((topic, index))
+            )
+            if diverging is not None:
+                read.diverging = diverging
+                continue
+            if partition.log_start_offset <= offset <= partition.log_end_offset:
+                partition.follower_fetched(replica.replica_id, offset, broker.clock())
+                broker.isr.maybe_expand(partition, replica.replica_id)
+                read.high_watermark = partition.high_watermark
+            end = partition.log_end_offset
         if offset < partition.log_start_offset or offset > partition.log_end_offset:
             read.error_code = ErrorCode.offset_out_of_range
             continue
-        if offset >= read.high_watermark or (budget <= 0 and not first):
+        if offset >= end or (budget <= 0 and not first):
             continue
         limit = min(state.max_bytes, budget) if not first else state.max_bytes
-        lease = partition.read(offset, max(limit, 0), min_one_batch=first)
+        lease = partition.read(
+            offset, max(limit, 0), min_one_batch=first, max_offset=None if replica is None else end
+        )
         if lease is not None:
             read.lease = lease
             read.records = lease.records
@@ -231,6 +278,20 @@ def _read_all(
             budget -= read.size
             first = False
     return reads
+
+
+def _diverging(
+    partition: Any, fetch_offset: int, last_fetched_epoch: int | None
+) -> tuple[int, int] | None:
+    """(epoch, end offset) when a follower's log diverges from this leader's (KIP-320)."""
+    if last_fetched_epoch is None or last_fetched_epoch < 0:
+        return None
+    epoch, end_offset = partition.log.epoch_cache.end_offset_for(
+        last_fetched_epoch, partition.log_end_offset
+    )
+    if epoch < last_fetched_epoch or end_offset < fetch_offset:
+        return int(epoch), int(end_offset)
+    return None
 
 
 def _release(reads: list[_Read]) -> None:
@@ -257,6 +318,7 @@ def _respond(
             state = session.partitions.get((read.topic, read.index))
             changed = (
                 read.size > 0
+                or read.diverging is not None
                 or read.error_code is not ErrorCode.none
                 or state is None
                 or state.high_watermark != read.high_watermark
@@ -284,6 +346,7 @@ def _respond(
                 aborted_transactions=None if read.error_code is ErrorCode.none else (),
                 preferred_read_replica=-1,
                 records=read.records if read.records is not None else b"",
+                **_diverging_field(module, read),
             )
         )
     for topic_id, index, code in unknown:
@@ -319,6 +382,13 @@ def _respond(
     if any(r.lease is not None for r in reads):
         return AfterSend(body, lambda: _release(reads))
     return body
+
+
+def _diverging_field(module: Any, read: _Read) -> dict[str, Any]:
+    if read.diverging is None or not hasattr(module, "EpochEndOffset"):
+        return {}
+    epoch, end_offset = read.diverging
+    return {"diverging_epoch": make(module.EpochEndOffset, epoch=epoch, end_offset=end_offset)}
 
 
 def _error(response_cls: Any, code: ErrorCode) -> Any:

@@ -58,7 +58,7 @@ log = structlog.get_logger("ottla.quorum")
 # Requests the active controller decides: CreateTopics, DeleteTopics, AlterConfigs,
 # CreatePartitions, IncrementalAlterConfigs, BrokerRegistration, BrokerHeartbeat,
 # AllocateProducerIds.
-CONTROLLER_APIS = frozenset({19, 20, 33, 37, 44, 62, 63, 67})
+CONTROLLER_APIS = frozenset({19, 20, 33, 37, 44, 56, 62, 63, 67})
 _FORWARD_TIMEOUT_S = 10.0
 
 

@@ -15,7 +15,15 @@ Like Kafka's BrokerHeartbeatManager + ReplicationControlManager, in three inputs
   older than `session_timeout_ms` is fenced (BrokerRegistrationChangeRecord
   fenced=True); every partition it leads gets a new leader from its ISR without it, or
   leader -1 (offline) when no live ISR member remains (replication factor 1); it leaves
-  the ISR of partitions it follows, never emptying an ISR (no unclean election).
+  the ISR of partitions it follows, never emptying an ISR. Unclean election: only a
+  topic with `unclean.leader.election.enable=true` then takes a live replica outside
+  the ISR as leader (its ISR becomes that replica alone).
+- `alter_partition(image, ...)`: a leader's AlterPartition (ISR shrink or expand),
+  validated as Kafka's ReplicationControlManager does: the sender must be the
+  partition's leader at the request's leader epoch (else FENCED_LEADER_EPOCH /
+  NOT_LEADER_OR_FOLLOWER), at the current partition epoch (else
+  INVALID_UPDATE_VERSION); the new ISR names only replicas, includes the leader, and
+  every member it adds is a live (unfenced) broker (else INELIGIBLE_REPLICA).
 
 Transition table of one broker, as the controller sees it:
 
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ottla.cluster.metadata.image import MetadataImage
 from ottla.cluster.metadata.records import (
@@ -48,9 +56,11 @@ from ottla.cluster.metadata.records import (
 from ottla.protocol import ErrorCode
 
 __all__ = [
+    "AlterPartitionResult",
     "HeartbeatResult",
     "Sessions",
     "allocate_producer_ids",
+    "alter_partition",
     "fence",
     "register",
     "unfence",
@@ -108,6 +118,10 @@ def fence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
             if partition.leader == broker_id:
                 candidates = [r for r in isr if r in live]
                 leader = candidates[0] if candidates else -1
+                if leader < 0 and topic.configs.get("unclean.leader.election.enable") == "true":
+                    unclean = [r for r in partition.replicas if r in live]
+                    if unclean:
+                        leader, isr = unclean[0], (unclean[0],)
                 records.append(
                     PartitionChangeRecord(
                         topic.topic_id,
@@ -139,6 +153,58 @@ def _elect_returning(image: MetadataImage, broker_id: int) -> list[MetadataRecor
             if partition.leader < 0 and broker_id in partition.isr:
                 records.append(PartitionChangeRecord(topic.topic_id, index, leader=broker_id))
     return records
+
+
+@dataclass(frozen=True)
+class AlterPartitionResult:
+    error_code: ErrorCode
+    leader_id: int = -1
+    leader_epoch: int = -1
+    isr: tuple[int, ...] = ()
+    partition_epoch: int = -1
+
+
+def alter_partition(
+    image: MetadataImage,
+    broker_id: int,
+    topic_id: uuid.UUID,
+    partition_id: int,
+    leader_epoch: int,
+    partition_epoch: int,
+    new_isr: Sequence[int],
+) -> tuple[list[MetadataRecord], AlterPartitionResult]:
+    """Records committing a leader's ISR change, and the answer (module docstring)."""
+    topic = image.topics_by_id.get(topic_id)
+    partition = topic.partitions.get(partition_id) if topic is not None else None
+    if topic is None:
+        return [], AlterPartitionResult(ErrorCode.unknown_topic_id)
+    if partition is None:
+        return [], AlterPartitionResult(ErrorCode.unknown_topic_or_partition)
+    current = AlterPartitionResult(
+        ErrorCode.none,
+        partition.leader,
+        partition.leader_epoch,
+        partition.isr,
+        partition.partition_epoch,
+    )
+    if leader_epoch < partition.leader_epoch:
+        return [], replace(current, error_code=ErrorCode.fenced_leader_epoch)
+    if partition.leader != broker_id or leader_epoch != partition.leader_epoch:
+        return [], replace(current, error_code=ErrorCode.not_leader_or_follower)
+    if partition_epoch != partition.partition_epoch:
+        return [], replace(current, error_code=ErrorCode.invalid_update_version)
+    isr = tuple(dict.fromkeys(new_isr))
+    live = set(image.live_broker_ids())
+    if (
+        broker_id not in isr
+        or any(r not in partition.replicas for r in isr)
+        or any(r not in live and r not in partition.isr for r in isr)
+    ):
+        return [], replace(current, error_code=ErrorCode.ineligible_replica)
+    if isr == partition.isr:
+        return [], current
+    record = PartitionChangeRecord(topic_id, partition_id, isr=isr)
+    return [record], replace(current, isr=isr, partition_epoch=partition.partition_epoch + 1)
 
 
 def allocate_producer_ids(

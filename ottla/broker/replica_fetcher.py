@@ -1,0 +1,255 @@
+"""Followers copy their leaders: one fetch task per source broker (Kafka's
+ReplicaFetcherThread, as asyncio tasks).
+
+`ReplicaFetchers.update(follow)` is called whenever the metadata image changes, with
+every hosted partition this node follows and its (leader id, leader epoch). A task per
+leader fetches all of that leader's partitions in one Fetch (v15: `replica_state` with
+this node's id and broker epoch, `current_leader_epoch`, `last_fetched_epoch`,
+`fetch_offset` = this replica's log end offset), long-polling `replica.fetch.wait.max.ms`.
+A task whose partition set empties ends; a new leader gets a new task. Fetches use
+their own connections (not the Raft lanes: a Kafka connection answers in order, so a
+long-polling replica fetch must never sit in front of a Raft request).
+
+Per partition in a response:
+- records: appended as they are (`assign_offsets=False`: the leader's offsets and
+  epochs are kept), producer state replayed; the high watermark follows the leader's.
+- `diverging_epoch` (KIP-320, Fetch v12+): the leader's log ends epoch E at offset X,
+  and this replica's tail after it diverges: truncate to min(X, this replica's own end
+  of epoch E), then fetch again (repeats until the last fetched epoch agrees).
+- OFFSET_OUT_OF_RANGE: below the leader's log start -> restart the log there; above the
+  leader's end -> truncate to the leader's high watermark.
+- FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH / NOT_LEADER_OR_FOLLOWER / unknown topic:
+  one side's metadata is behind; the partition backs off `replica.fetch.backoff.ms`
+  and the next image decides.
+A response for a partition whose leader or epoch changed while the fetch was in flight
+is dropped. Connection failures back off and retry until `update` moves the partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ottla.broker.rpc import NodeClient
+from ottla.protocol import SUPPORTED_APIS, ErrorCode, ProtocolError, make
+
+if TYPE_CHECKING:
+    from ottla.broker.broker import Broker
+    from ottla.broker.partitions import Partition
+
+__all__ = ["ReplicaFetchers"]
+
+log = structlog.get_logger("ottla.replica_fetcher")
+
+FETCH_VERSION = 15
+_FETCH = SUPPORTED_APIS[1]
+
+Key = tuple[str, int]
+
+
+@dataclass
+class _Source:
+    leader_id: int
+    partitions: dict[Key, int] = field(default_factory=dict)  # key -> leader epoch
+    delayed_until: dict[Key, float] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+class ReplicaFetchers:
+    """Fetch tasks of this node, one per source broker (see the module docstring)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        config = broker.config
+        self.wait_max_ms = int(config.get("replica.fetch.wait.max.ms"))
+        self.min_bytes = int(config.get("replica.fetch.min.bytes"))
+        self.partition_max_bytes = int(config.get("replica.fetch.max.bytes"))
+        self.response_max_bytes = int(config.get("replica.fetch.response.max.bytes"))
+        self.backoff_s = int(config.get("replica.fetch.backoff.ms")) / 1000
+        self.client = NodeClient({})
+        self.sources: dict[int, _Source] = {}
+
+    def update(self, follow: dict[Key, tuple[int, int]]) -> None:
+        """Fetch exactly `follow` ({(topic, partition): (leader id, leader epoch)})."""
+        by_leader: dict[int, dict[Key, int]] = {}
+        for key, (leader_id, epoch) in follow.items():
+            by_leader.setdefault(leader_id, {})[key] = epoch
+        for leader_id in [s for s in self.sources if s not in by_leader]:
+            stopped = self.sources.pop(leader_id)
+            if stopped.task is not None:
+                stopped.task.cancel()
+            log.info("replica_fetcher_stopped", leader_id=leader_id)
+        for leader_id, partitions in by_leader.items():
+            source = self.sources.get(leader_id)
+            if source is None:
+                source = _Source(leader_id)
+                self.sources[leader_id] = source
+                source.task = asyncio.get_running_loop().create_task(self._run(source))
+                log.info("replica_fetcher_started", leader_id=leader_id, partitions=len(partitions))
+            for key, epoch in partitions.items():
+                if source.partitions.get(key) != epoch:
+                    source.delayed_until.pop(key, None)
+            source.partitions = partitions
+
+    async def stop(self) -> None:
+        sources, self.sources = list(self.sources.values()), {}
+        for source in sources:
+            if source.task is not None:
+                source.task.cancel()
+        for source in sources:
+            if source.task is not None:
+                with contextlib.suppress(BaseException):
+                    await source.task
+        await self.client.close()
+
+    # -- one source broker ---------------------------------------------------------------
+
+    async def _run(self, source: _Source) -> None:
+        loop = asyncio.get_running_loop()
+        while self.sources.get(source.leader_id) is source:
+            now = loop.time()
+            wanted = {
+                key: epoch
+                for key, epoch in source.partitions.items()
+                if source.delayed_until.get(key, 0.0) <= now
+            }
+            request = self._request(wanted) if wanted else None
+            if request is None:
+                await asyncio.sleep(self.backoff_s)
+                continue
+            try:
+                address = self._address(source.leader_id)
+                if address is None:
+                    raise ConnectionError(f"no endpoint for broker {source.leader_id}")
+                self.client.addresses[source.leader_id] = address
+                timeout_s = self.wait_max_ms / 1000 + 10.0
+                response = await self.client.send(source.leader_id, request, timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, ConnectionError, TimeoutError, ProtocolError) as error:
+                log.debug("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
+                await asyncio.sleep(self.backoff_s)
+                continue
+            if response.error_code != ErrorCode.none:
+                await asyncio.sleep(self.backoff_s)
+                continue
+            try:
+                self._handle(source, wanted, response, loop.time())
+            except Exception as error:  # a task boundary: log, back off, fetch again
+                log.error("replica_fetch_handling_failed", error=repr(error))
+                await asyncio.sleep(self.backoff_s)
+
+    def _address(self, node_id: int) -> tuple[str, int] | None:
+        registered = self.broker.image.brokers.get(node_id)
+        if registered is not None and registered.endpoints:
+            _, host, port = registered.endpoints[0]
+            return host or "127.0.0.1", port
+        return self.broker.node_client.addresses.get(node_id) if self.broker.node_client else None
+
+    def _request(self, wanted: dict[Key, int]) -> Any:
+        module = _FETCH.request_module(FETCH_VERSION)
+        topics: dict[uuid.UUID, list[Any]] = {}
+        for (topic, index), epoch in wanted.items():
+            partition = self.broker.replicas.get(topic, index)
+            if partition is None:
+                continue
+            topics.setdefault(partition.topic_id, []).append(
+                make(
+                    module.FetchPartition,
+                    partition=index,
+                    current_leader_epoch=epoch,
+                    fetch_offset=partition.log_end_offset,
+                    last_fetched_epoch=partition.log.epoch_cache.latest_epoch,
+                    log_start_offset=partition.log_start_offset,
+                    partition_max_bytes=self.partition_max_bytes,
+                )
+            )
+        if not topics:
+            return None
+        return make(
+            _FETCH.request_type(FETCH_VERSION),
+            cluster_id=None,
+            replica_state=make(
+                module.ReplicaState,
+                replica_id=self.broker.node_id,
+                replica_epoch=self.broker.controller.broker_epoch,
+            ),
+            max_wait=datetime.timedelta(milliseconds=self.wait_max_ms),
+            min_bytes=self.min_bytes,
+            max_bytes=self.response_max_bytes,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=tuple(
+                make(module.FetchTopic, topic_id=topic_id, partitions=tuple(parts))
+                for topic_id, parts in topics.items()
+            ),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+
+    def _handle(self, source: _Source, wanted: dict[Key, int], response: Any, now: float) -> None:
+        image = self.broker.image
+        now_ms = self.broker.clock()
+        for topic_response in response.responses:
+            topic = image.topics_by_id.get(topic_response.topic_id)
+            if topic is None:
+                continue
+            for data in topic_response.partitions:
+                key = (topic.name, int(data.partition_index))
+                epoch = wanted.get(key)
+                if epoch is None or source.partitions.get(key) != epoch:
+                    continue  # leadership moved while the fetch was in flight
+                partition = self.broker.replicas.get(*key)
+                if partition is None or partition.follower_of != source.leader_id:
+                    continue
+                code = ErrorCode(int(data.error_code))
+                if code is ErrorCode.none:
+                    self._apply(partition, data, now_ms)
+                elif code is ErrorCode.offset_out_of_range:
+                    self._out_of_range(partition, data)
+                else:
+                    log.debug(
+                        "replica_fetch_partition_error", partition=partition.name, error=code.name
+                    )
+                    source.delayed_until[key] = now + self.backoff_s
+
+    def _apply(self, partition: Partition, data: Any, now_ms: int) -> None:
+        diverging = data.diverging_epoch
+        if diverging is not None and (int(diverging.epoch) >= 0 or int(diverging.end_offset) >= 0):
+            self._truncate_diverging(partition, int(diverging.epoch), int(diverging.end_offset))
+            return
+        records = data.records
+        partition.append_as_follower(
+            records if records is not None else b"", int(data.high_watermark), now_ms
+        )
+
+    def _truncate_diverging(self, partition: Partition, epoch: int, end_offset: int) -> None:
+        cache = partition.log.epoch_cache
+        own_epoch, own_end = cache.end_offset_for(epoch, partition.log_end_offset)
+        target = min(end_offset, partition.log_end_offset if own_epoch < 0 else own_end)
+        target = max(target, 0)
+        log.info(
+            "replica_truncating",
+            partition=partition.name,
+            leader_epoch=epoch,
+            leader_end_offset=end_offset,
+            log_end_offset=partition.log_end_offset,
+            truncate_to=target,
+        )
+        partition.truncate_to(target)
+
+    def _out_of_range(self, partition: Partition, data: Any) -> None:
+        leader_start = int(data.log_start_offset)
+        if 0 <= partition.log_end_offset < leader_start:
+            log.info("replica_restarting_log", partition=partition.name, offset=leader_start)
+            partition.log._truncate_fully(leader_start)
+            partition.truncate_to(leader_start)
+        elif int(data.high_watermark) >= 0:
+            partition.truncate_to(int(data.high_watermark))
