@@ -1,7 +1,7 @@
 """Three `ottla serve` processes on three "hosts": network namespaces on one bridge.
 
-Topology (one run; names carry the test process's pid and a counter, so parallel runs
-and several clusters in one run never collide; see `_names`):
+Topology (one cluster; names carry the slot, the test process's pid and a counter, so
+parallel runs and several clusters in one run never collide):
 
     <p>br    a namespace holding only the bridge br0 (no uplink: nothing leaves it)
     <p>n1..3 node namespaces; eth0 = <net>.1..3, veth peer `p1..p3` on br0
@@ -26,10 +26,11 @@ Teardown (`close`, also on `__exit__` and at interpreter exit) always runs every
 even when one fails: SIGCONT+SIGKILL of the node processes this harness started,
 deletion of its namespaces (which destroys their veths) and of the root veth, and
 release of the slot. Namespaces left by a run that died without teardown (SIGKILL of
-pytest) are swept at the next start: their pid no longer exists.
+pytest) are swept by the next cluster that takes the same slot.
 
-`unavailable()` names why network namespaces cannot be used here (not root, no `ip`
-or `nft`, `ip netns add` refused); the pytest fixture skips with that reason.
+`unavailable()` names why network namespaces cannot be used here (no `ip`, or `ip netns
+add` refused, e.g. not root); the pytest fixture skips with that reason and only then.
+A missing `nft` is not a reason to skip: `isolate`/`partition` fail saying so.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ STARTUP_TIMEOUT_S = 30.0
 _PREFIX = "ottla"
 _GUARD_METRIC = 4277
 _LOG_NOISE = ('"connection_opened"', '"connection_closed"', '"storage.log.opened"')
-_NAME_RE = re.compile(rf"^{_PREFIX}(\d+)x(\d+)(br|n\d+)$")
 _counter = itertools.count()
 
 T = TypeVar("T")
@@ -92,11 +92,8 @@ def _run(*command: str, check: bool = True, stdin: str | None = None) -> str:
 
 def unavailable() -> str | None:
     """Why namespaces cannot be used here, or None when they can."""
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (apt-get install iproute2 nftables)"
+    if shutil.which("ip") is None:
+        return "`ip` is not installed (apt-get install iproute2)"
     probe = f"{_PREFIX}probe{os.getpid()}"
     result = subprocess.run(
         ["ip", "netns", "add", probe], capture_output=True, text=True, check=False
@@ -125,32 +122,22 @@ def until(condition: Callable[[], T], timeout_s: float = 15.0, what: str = "cond
         time.sleep(0.05)  # polling interval, not synchronisation
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale() -> list[str]:
-    """Delete namespaces (and root veths) of earlier runs whose process is gone."""
+def sweep_stale(slot: int) -> list[str]:
+    """Delete namespaces and root veths left in `slot` by a run that died without its
+    teardown. Only the holder of the slot's lock calls this, so whatever carries the
+    slot's name is stale (a pid check would misjudge runs in other pid namespaces)."""
     removed = []
+    names = re.compile(rf"^{_PREFIX}{slot}s\d+x\d+(br|n\d+)$")
     for line in _run("ip", "netns", "list", check=False).splitlines():
         name = line.split(" ", 1)[0]
-        match = _NAME_RE.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if names.match(name):
             _run("ip", "netns", "del", name, check=False)
             removed.append(name)
+    links = re.compile(rf"^{_PREFIX}{slot}h\d+$")
     for line in _run("ip", "-o", "link", "show", check=False).splitlines():
         parts = line.split(": ")
-        if len(parts) < 2:
-            continue
-        link = parts[1].split("@", 1)[0]
-        match = re.match(rf"^{_PREFIX}(\d+)x(\d+)h$", link)
-        if match and not _pid_alive(int(match.group(1))):
+        if len(parts) >= 2 and links.match(parts[1].split("@", 1)[0]):
+            link = parts[1].split("@", 1)[0]
             _run("ip", "link", "del", link, check=False)
             removed.append(link)
     return removed
@@ -257,11 +244,10 @@ class NetnsCluster:
         self.size = size
         self.extra = list(overrides)
         self.cluster_id = cluster_id
-        self.prefix = f"{_PREFIX}{os.getpid()}x{next(_counter)}"
-        self.bridge_ns = f"{self.prefix}br"
-        self.root_link = f"{self.prefix}h"
-        if len(self.root_link) > 15:  # IFNAMSIZ
-            self.root_link = self.root_link[-15:]
+        # Named once the slot is held (setup): ottla<slot>s<pid>x<n>{br,n1..}, ottla<slot>h<pid>.
+        self.prefix = ""
+        self.bridge_ns = ""
+        self.root_link = ""
         self._slot = _Slot()
         self.nodes: dict[int, Node] = {}
         self._namespaces: list[str] = []
@@ -294,8 +280,11 @@ class NetnsCluster:
 
     def setup(self) -> None:
         """Create the namespaces, the bridge, the veths and the node descriptions."""
-        sweep_stale()
-        self._slot.acquire()
+        slot = self._slot.acquire()
+        sweep_stale(slot)
+        self.prefix = f"{_PREFIX}{slot}s{os.getpid()}x{next(_counter)}"
+        self.bridge_ns = f"{self.prefix}br"
+        self.root_link = f"{_PREFIX}{slot}h{os.getpid()}"[:15]  # IFNAMSIZ - 1
         atexit.register(self.close)
         mask = 32 - (SLOT_SIZE - 1).bit_length()
         self._add_namespace(self.bridge_ns)
@@ -370,19 +359,22 @@ class NetnsCluster:
             node.process = None
         for name in reversed(self._namespaces):
             _run("ip", "netns", "del", name, check=False)
-        _run("ip", "link", "del", self.root_link, check=False)
+        if self.root_link:
+            _run("ip", "link", "del", self.root_link, check=False)
         self._slot.release()
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
 
     def leftovers(self) -> list[str]:
         """Namespaces and links of this cluster still present (empty after close)."""
+        if not self.prefix:
+            return []
         found = [
             line.split(" ", 1)[0]
             for line in _run("ip", "netns", "list", check=False).splitlines()
             if line.startswith(self.prefix)
         ]
-        if self.root_link in _run("ip", "-o", "link", "show", check=False):
+        if f" {self.root_link}@" in _run("ip", "-o", "link", "show", check=False):
             found.append(self.root_link)
         return found
 
@@ -465,6 +457,8 @@ class NetnsCluster:
     # ------------------------------------------------------------------ network faults
 
     def _drop(self, node_id: int, table: str, peers: Sequence[str]) -> None:
+        if shutil.which("nft") is None:
+            raise RuntimeError("`nft` is not installed (apt-get install nftables)")
         namespace = self.nodes[node_id].namespace
         addresses = ", ".join(peers)
         hook = "type filter hook {} priority 0;"
