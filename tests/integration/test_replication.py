@@ -97,7 +97,7 @@ def _bootstrap(nodes: dict[int, BrokerProcess]) -> str:
 
 
 def _create(bootstrap: str, name: str, min_isr: int) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: PLC0415
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
@@ -129,7 +129,7 @@ def _produce_during_kill(bootstrap: str, kill: Any) -> tuple[list[int], float | 
         if error is not None:
             errors.append(str(error))
             return
-        acked.append(int(message.value()))
+        acked.append(int(message.value() or b"-1"))
         if killed_at and not first_after and message.timestamp() is not None:
             now = time.monotonic()
             if now > killed_at[0]:
@@ -173,7 +173,7 @@ def _consume_all(bootstrap: str, expected: int) -> list[int]:
                 break
             continue
         idle_since = time.monotonic()
-        values.append(int(message.value()))
+        values.append(int(message.value() or b"-1"))
     consumer.close()
     return values
 
