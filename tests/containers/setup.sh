@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this (Debian) machine for the container test, idempotently:
-#   1. podman, runc, netavark, podman-compose, debootstrap, nftables (apt-get);
+#   1. podman, runc, netavark, debootstrap, nftables (apt-get; podman-compose comes
+#      from PyPI in run.sh: Debian's 1.0.3 ignores ipv4_address and mac_address);
 #   2. /etc/containers/containers.conf: runc + cgroupfs, ulimits within the hard limits;
 #   3. the local base image localhost/debian-local:bookworm (no registry reachable):
 #      taken from podman's storage, else loaded from $OTTLA_BASE_TAR, else made with
@@ -15,8 +16,8 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 say() { printf 'container-setup: %s\n' "$*" >&2; }
 
 need=()
-for pair in podman:podman runc:runc netavark:netavark podman-compose:podman-compose \
-    debootstrap:debootstrap nft:nftables conmon:conmon; do
+for pair in podman:podman runc:runc netavark:netavark debootstrap:debootstrap nft:nftables \
+    conmon:conmon; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/lib/podman/${pair%%:*}" ] \
         || need+=("${pair#*:}")
 done
@@ -28,7 +29,7 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends podman runc netavark aardvark-dns conmon \
-        containernetworking-plugins debootstrap nftables podman-compose >/dev/null
+        containernetworking-plugins debootstrap nftables >/dev/null
 fi
 
 # crun refuses this cgroup setup and podman's default nofile=1048576 exceeds the hard limit.
