@@ -17,7 +17,7 @@ say() { printf '[%6ss] container-test: %s\n' \
 BASE=localhost/debian-local:bookworm
 IMAGE=localhost/ottla:dev                    # compose.yaml's image
 TOOLS=${OTTLA_CONTAINER_TOOLS:-/var/tmp/ottla-container-tools}
-PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+PYTHON=$ROOT/.venv/bin/python          # confluent-kafka (make's $(STAMP))
 RF=${OTTLA_CONTAINER_RF:-3}
 CONTAINERS=(ottla-node1 ottla-node2 ottla-node3)
 BOOTSTRAP=10.89.91.11:9092,10.89.91.12:9092,10.89.91.13:9092
