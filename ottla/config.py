@@ -317,6 +317,32 @@ _DEFS: list[ConfigDef] = [
     ConfigDef("broker.session.timeout.ms", "int", "9000", "Fence a broker silent for this long."),
     ConfigDef("broker.heartbeat.interval.ms", "int", "2000", "Broker heartbeat interval."),
     ConfigDef("replica.lag.time.max.ms", "long", "30000", "Followers behind this long leave ISR."),
+    ConfigDef(
+        "controlled.shutdown.enable",
+        "bool",
+        "true",
+        "On SIGTERM, move leadership to other in-sync replicas before stopping.",
+    ),
+    ConfigDef(
+        "controlled.shutdown.timeout.ms",
+        "int",
+        "5000",
+        "Longest wait for a controlled shutdown before stopping anyway.",
+        _at_least(0),
+    ),
+    ConfigDef(
+        "auto.leader.rebalance.enable",
+        "bool",
+        "true",
+        "Move leadership back to the preferred replica once it is in the ISR.",
+    ),
+    ConfigDef(
+        "leader.imbalance.check.interval.seconds",
+        "long",
+        "300",
+        "How often the controller looks for partitions not led by their preferred replica.",
+        _at_least(1),
+    ),
     ConfigDef("fetch.max.bytes", "int", "57671680", "Largest fetch response.", _at_least(0)),
     ConfigDef("max.incremental.fetch.session.cache.slots", "int", "1000", "Fetch sessions kept."),
     ConfigDef(

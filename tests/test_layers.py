@@ -36,6 +36,8 @@ PURE = [
     "cluster/metadata/image.py",
     "cluster/controller/rules.py",
     "cluster/controller/placement.py",
+    "cluster/controller/leadership.py",
+    "cluster/controller/fencing.py",
     "cluster/replication.py",
     "broker/groups/state.py",
     "broker/groups/records.py",

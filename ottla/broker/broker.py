@@ -386,6 +386,7 @@ class Broker:
             if previous is None:
                 log.info("topic_created", topic=name, partitions=len(topic.partitions))
         self._apply_roles(after, now)
+        self.groups.on_image(after)  # load / unload groups of __consumer_offsets leadership
 
     def _apply_roles(self, image: MetadataImage, now: int) -> None:
         """Each hosted partition's role per the image: a leader (a new leader epoch starts
@@ -523,6 +524,8 @@ class Broker:
 
     async def stop(self) -> None:
         opened = self.metadata is not None  # else startup failed and said why
+        if opened:  # leadership moves to other in-sync replicas while this node serves
+            await self.controller.controlled_shutdown()
         for server in self._servers:
             server.close()
         self.groups.stop()

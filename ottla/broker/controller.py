@@ -22,7 +22,15 @@ wait for their commit (which applies them to the image), answer.
   answered STALE_BROKER_EPOCH or BROKER_ID_NOT_REGISTERED registers again.
 - Controller side, on the leader: a tick every quarter session (at most 250 ms) fences
   brokers silent for `broker.session.timeout.ms` (fencing.Sessions.expire); on
-  becoming leader every registered broker gets a full session.
+  becoming leader every registered broker gets a full session. With
+  `auto.leader.rebalance.enable`, every `leader.imbalance.check.interval.seconds` the
+  tick also moves leadership back to preferred replicas (leadership.preferred_imbalance).
+- Controlled shutdown (`controlled_shutdown()`, called by Broker.stop before anything
+  closes, when `controlled.shutdown.enable`): the heartbeat loop stops and this node
+  sends BrokerHeartbeats with `want_shut_down` every `_SHUTDOWN_POLL_S` until the
+  controller answers `should_shut_down` (it then leads nothing another in-sync replica
+  could lead, and is fenced) or `controlled.shutdown.timeout.ms` passes; then the
+  broker stops as it would have anyway.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import structlog
 from ottla.cluster import (
     AlterPartitionResult,
     Endpoint,
+    HeartbeatResult,
     MetadataImage,
     MetadataRecord,
     NotLeaderError,
@@ -66,6 +75,7 @@ T = TypeVar("T")
 Decide = Callable[[MetadataImage], tuple[list[MetadataRecord], T]]
 
 _RETRY_S = 0.05
+_SHUTDOWN_POLL_S = 0.1
 CALL_TIMEOUT_S = 15.0
 _ENVELOPE = 58
 
@@ -94,6 +104,13 @@ class ControllerShell:
         self._leader_epoch_seen = -1
         self._forwarded: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self.rebalance_enabled = bool(config.get("auto.leader.rebalance.enable"))
+        self.imbalance_check_interval_ms = (
+            int(config.get("leader.imbalance.check.interval.seconds")) * 1000
+        )
+        self._next_imbalance_check_ms = 0
+        self.controlled_shutdown_enabled = bool(config.get("controlled.shutdown.enable"))
+        self.controlled_shutdown_timeout_ms = int(config.get("controlled.shutdown.timeout.ms"))
 
     # -- the active controller ---------------------------------------------------------
 
@@ -260,20 +277,59 @@ class ControllerShell:
         self.broker_epoch = int(response.broker_epoch)
         log.info("broker_registered", node_id=broker.node_id, broker_epoch=self.broker_epoch)
 
-    async def _heartbeat_loop(self) -> None:
+    def _heartbeat_request(self, want_shut_down: bool) -> Any:
         spec = SUPPORTED_APIS[63]
+        return make(
+            spec.request_type(spec.max_version),
+            broker_id=self.broker.node_id,
+            broker_epoch=self.broker_epoch,
+            current_metadata_offset=self.broker.image.offset,
+            want_fence=False,
+            want_shut_down=want_shut_down,
+            offline_log_dirs=(),
+        )
+
+    async def controlled_shutdown(self) -> bool:
+        """Move this node's leadership away before it stops (module docstring); whether
+        the controller confirmed within the timeout."""
+        raft = self.broker.raft
+        if (
+            not self.controlled_shutdown_enabled
+            or raft is None
+            or self.broker_epoch < 0
+            or len(self.broker.image.brokers) < 2
+        ):
+            return False
+        await self.stop()  # no ordinary heartbeat may unfence this node meanwhile
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.controlled_shutdown_timeout_ms / 1000
+        while loop.time() < deadline:
+            try:
+                response = await self.call(
+                    self._heartbeat_request(True), max(deadline - loop.time(), 0.001)
+                )
+                if response.error_code == ErrorCode.none and response.should_shut_down:
+                    log.info(
+                        "controlled_shutdown_done",
+                        node_id=self.broker.node_id,
+                        elapsed_ms=int((loop.time() - started) * 1000),
+                    )
+                    return True
+                if response.error_code != ErrorCode.none:
+                    break
+            except Exception as error:  # a shutdown step: log, then stop anyway
+                log.warning("controlled_shutdown_failed", error=repr(error))
+                break
+            await asyncio.sleep(_SHUTDOWN_POLL_S)
+        log.warning("controlled_shutdown_incomplete", node_id=self.broker.node_id)
+        return False
+
+    async def _heartbeat_loop(self) -> None:
         interval_s = self.heartbeat_interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
-            body = make(
-                spec.request_type(spec.max_version),
-                broker_id=self.broker.node_id,
-                broker_epoch=self.broker_epoch,
-                current_metadata_offset=self.broker.image.offset,
-                want_fence=False,
-                want_shut_down=False,
-                offline_log_dirs=(),
-            )
+            body = self._heartbeat_request(False)
             try:
                 response = await self.call(body, max(interval_s * 2, 1.0))
                 if response.error_code in (
@@ -298,6 +354,11 @@ class ControllerShell:
                 fenced = await self.write(self._expire)
                 if fenced:
                     log.warning("brokers_fenced", records=len(fenced), now_ms=now)
+                if self.rebalance_enabled and now >= self._next_imbalance_check_ms:
+                    self._next_imbalance_check_ms = now + self.imbalance_check_interval_ms
+                    moved = await self.write(self._rebalance)
+                    if moved:
+                        log.info("preferred_leaders_elected", partitions=len(moved))
             except NotLeaderError:
                 continue
             except asyncio.CancelledError:
@@ -307,6 +368,11 @@ class ControllerShell:
 
     def _expire(self, image: MetadataImage) -> tuple[list[MetadataRecord], list[MetadataRecord]]:
         return _twice(self.sessions.expire(image, self.broker.clock()))
+
+    def _rebalance(self, image: MetadataImage) -> tuple[list[MetadataRecord], list[MetadataRecord]]:
+        from ottla.cluster import preferred_imbalance  # noqa: PLC0415
+
+        return _twice(preferred_imbalance(image, self.sessions.shutting_down))
 
     # -- controller-side request handling (called by handlers/controller.py) ---------------
 
@@ -326,12 +392,17 @@ class ControllerShell:
 
         return await self.write(decide)
 
-    async def heartbeat(self, broker_id: int, broker_epoch: int) -> tuple[ErrorCode, bool]:
-        def decide(image: MetadataImage) -> tuple[list[MetadataRecord], tuple[ErrorCode, bool]]:
-            result = self.sessions.heartbeat(image, broker_id, broker_epoch, self.broker.clock())
+    async def heartbeat(
+        self, broker_id: int, broker_epoch: int, want_shut_down: bool = False
+    ) -> HeartbeatResult:
+        def decide(image: MetadataImage) -> tuple[list[MetadataRecord], HeartbeatResult]:
+            result = self.sessions.heartbeat(
+                image, broker_id, broker_epoch, self.broker.clock(), want_shut_down
+            )
             if result.records:
-                log.info("broker_unfenced", broker_id=broker_id)
-            return result.records, (result.error_code, result.fenced)
+                event = "broker_shutting_down" if want_shut_down else "broker_unfenced"
+                log.info(event, broker_id=broker_id, records=len(result.records))
+            return result.records, result
 
         return await self.write(decide)
 
@@ -348,7 +419,14 @@ class ControllerShell:
 
         def decide(image: MetadataImage) -> tuple[list[MetadataRecord], AlterPartitionResult]:
             records, result = alter_partition(
-                image, broker_id, topic_id, partition_id, leader_epoch, partition_epoch, new_isr
+                image,
+                broker_id,
+                topic_id,
+                partition_id,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+                self.sessions.shutting_down,
             )
             if records:
                 log.info(

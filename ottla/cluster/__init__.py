@@ -6,9 +6,17 @@ from ottla.cluster.controller.fencing import (
     Sessions,
     allocate_producer_ids,
     alter_partition,
+    controlled_shutdown,
     fence,
     register,
     unfence,
+)
+from ottla.cluster.controller.leadership import (
+    ELECTION_PREFERRED,
+    ELECTION_UNCLEAN,
+    ElectionResult,
+    elect_leaders,
+    preferred_imbalance,
 )
 from ottla.cluster.controller.placement import assign_replicas
 from ottla.cluster.controller.rules import (
@@ -50,6 +58,8 @@ from ottla.cluster.replication import FollowerState, LeaderState
 
 __all__ = [
     "BROKER_RESOURCE",
+    "ELECTION_PREFERRED",
+    "ELECTION_UNCLEAN",
     "INTERNAL_TOPICS",
     "METADATA_TOPIC",
     "METADATA_TOPIC_ID",
@@ -58,6 +68,7 @@ __all__ = [
     "BrokerImage",
     "BrokerRegistrationChangeRecord",
     "ConfigRecord",
+    "ElectionResult",
     "Endpoint",
     "FollowerState",
     "HeartbeatResult",
@@ -89,12 +100,15 @@ __all__ = [
     "allocate_producer_ids",
     "alter_partition",
     "assign_replicas",
+    "controlled_shutdown",
     "create_partitions",
     "create_topics",
     "delete_topics",
+    "elect_leaders",
     "encode_payloads",
     "error_response",
     "fence",
+    "preferred_imbalance",
     "register",
     "request_source",
     "unfence",

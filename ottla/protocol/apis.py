@@ -192,6 +192,7 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("alter_configs"),
         make_spec("incremental_alter_configs"),
         make_spec("describe_log_dirs"),
+        make_spec("elect_leaders"),
         make_spec("describe_cluster"),
         make_spec("find_coordinator"),
         make_spec("join_group"),

@@ -6,7 +6,8 @@
   broker/controller.py); a node that is not the active controller answers
   NOT_CONTROLLER. Simplified: no features, log dirs or rack in the registration;
   `is_caught_up` is always true (the sender waited for the metadata offset);
-  want_fence/want_shut_down are ignored (no controlled shutdown yet).
+  want_fence is ignored; want_shut_down starts a controlled shutdown
+  (cluster/controller/fencing.py) answered `should_shut_down` once it is complete.
 - AlterPartition v2-v3: a partition leader's ISR shrink/expand (broker/isr.py), decided
   by `cluster.alter_partition` on the active controller and committed as a
   PartitionChangeRecord. Simplified: the members' broker epochs (KIP-903) are not checked.
@@ -108,14 +109,16 @@ async def handle_broker_heartbeat(
     body = request.body
     if not broker.controller.is_active:
         return _not_controller(request, is_caught_up=False, is_fenced=True, should_shut_down=False)
-    error, fenced = await broker.controller.heartbeat(int(body.broker_id), int(body.broker_epoch))
+    result = await broker.controller.heartbeat(
+        int(body.broker_id), int(body.broker_epoch), bool(body.want_shut_down)
+    )
     return make(
         response_type(request),
         throttle_time=NO_THROTTLE,
-        error_code=error,
+        error_code=result.error_code,
         is_caught_up=True,
-        is_fenced=fenced,
-        should_shut_down=False,
+        is_fenced=result.fenced,
+        should_shut_down=result.should_shut_down,
     )
 
 

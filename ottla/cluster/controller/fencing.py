@@ -23,12 +23,24 @@ Like Kafka's BrokerHeartbeatManager + ReplicationControlManager, in three inputs
   partition's leader at the request's leader epoch (else FENCED_LEADER_EPOCH /
   NOT_LEADER_OR_FOLLOWER), at the current partition epoch (else
   INVALID_UPDATE_VERSION); the new ISR names only replicas, includes the leader, and
-  every member it adds is a live (unfenced) broker (else INELIGIBLE_REPLICA).
+  every member it adds is a live (unfenced) broker not in controlled shutdown (else
+  INELIGIBLE_REPLICA).
+- `controlled_shutdown(image, broker_id, ineligible)`: a BrokerHeartbeat with
+  `want_shut_down` (Kafka's controlled shutdown, KIP-631). Every partition the broker
+  leads moves to the first live ISR member other than it (not itself shutting down),
+  and the broker leaves every ISR it is in (never emptying one); a partition with no
+  other live ISR member stays with it (not movable). Once a heartbeat finds nothing
+  left to move, the broker is fenced (its unmovable partitions go offline, as on a
+  stop) and the answer is `should_shut_down`. The brokers in controlled shutdown are
+  the controller's memory (`Sessions.shutting_down`, cleared by a new registration):
+  no election or ISR expansion picks them.
 
 Transition table of one broker, as the controller sees it:
 
     unregistered --register--> live --silent > session timeout--> fenced
     fenced --heartbeat (same epoch)--> live
+    live --heartbeat want_shut_down--> shutting down (leadership and ISRs move away)
+    shutting down --heartbeat, nothing left to move--> fenced (should_shut_down)
     any --register (new incarnation)--> live (new epoch)
 
 Sessions are the controller's memory, not the log's (as in Kafka): a new active
@@ -42,6 +54,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from ottla.cluster.metadata.image import MetadataImage
@@ -61,6 +74,7 @@ __all__ = [
     "Sessions",
     "allocate_producer_ids",
     "alter_partition",
+    "controlled_shutdown",
     "fence",
     "register",
     "unfence",
@@ -72,6 +86,7 @@ class HeartbeatResult:
     error_code: ErrorCode
     records: list[MetadataRecord]
     fenced: bool
+    should_shut_down: bool = False
 
 
 def register(
@@ -99,8 +114,11 @@ def register(
     return [record, *_elect_returning(registered, broker_id)], epoch
 
 
-def fence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
-    """Records fencing `broker_id` and moving leadership off it (module docstring)."""
+def fence(
+    image: MetadataImage, broker_id: int, ineligible: AbstractSet[int] = frozenset()
+) -> list[MetadataRecord]:
+    """Records fencing `broker_id` and moving leadership off it (module docstring);
+    brokers in `ineligible` (in controlled shutdown) are not elected."""
     current = image.brokers.get(broker_id)
     if current is None or current.fenced:
         return []
@@ -108,7 +126,7 @@ def fence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
         BrokerRegistrationChangeRecord(broker_id, current.broker_epoch, fenced=True)
     ]
     fenced = image.apply(records, image.offset)
-    live = set(fenced.live_broker_ids())
+    live = set(fenced.live_broker_ids()) - set(ineligible)
     for topic in sorted(image.topics_by_name.values(), key=lambda t: t.name):
         for index in sorted(topic.partitions):
             partition = topic.partitions[index]
@@ -133,6 +151,35 @@ def fence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
             elif isr != partition.isr:
                 records.append(PartitionChangeRecord(topic.topic_id, index, isr=isr))
     return records
+
+
+def controlled_shutdown(
+    image: MetadataImage, broker_id: int, ineligible: AbstractSet[int]
+) -> tuple[list[MetadataRecord], bool]:
+    """Records moving leadership and ISR membership off `broker_id`, and whether nothing
+    movable is left (then the records fence it; see the module docstring)."""
+    current = image.brokers.get(broker_id)
+    if current is None or current.fenced:
+        return [], True
+    live = set(image.live_broker_ids()) - set(ineligible) - {broker_id}
+    records: list[MetadataRecord] = []
+    for topic in sorted(image.topics_by_name.values(), key=lambda t: t.name):
+        for index in sorted(topic.partitions):
+            partition = topic.partitions[index]
+            if broker_id not in partition.isr:
+                continue
+            isr = tuple(r for r in partition.isr if r != broker_id)
+            if partition.leader == broker_id:
+                candidates = [r for r in isr if r in live]
+                if candidates:
+                    records.append(
+                        PartitionChangeRecord(topic.topic_id, index, leader=candidates[0], isr=isr)
+                    )
+            elif isr and partition.leader >= 0:
+                records.append(PartitionChangeRecord(topic.topic_id, index, isr=isr))
+    if records:
+        return records, False
+    return fence(image, broker_id, ineligible), True
 
 
 def unfence(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
@@ -172,8 +219,10 @@ def alter_partition(
     leader_epoch: int,
     partition_epoch: int,
     new_isr: Sequence[int],
+    ineligible: AbstractSet[int] = frozenset(),
 ) -> tuple[list[MetadataRecord], AlterPartitionResult]:
-    """Records committing a leader's ISR change, and the answer (module docstring)."""
+    """Records committing a leader's ISR change, and the answer (module docstring);
+    members of `ineligible` (in controlled shutdown) may not be added."""
     topic = image.topics_by_id.get(topic_id)
     partition = topic.partitions.get(partition_id) if topic is not None else None
     if topic is None:
@@ -194,7 +243,7 @@ def alter_partition(
     if partition_epoch != partition.partition_epoch:
         return [], replace(current, error_code=ErrorCode.invalid_update_version)
     isr = tuple(dict.fromkeys(new_isr))
-    live = set(image.live_broker_ids())
+    live = set(image.live_broker_ids()) - set(ineligible)
     if (
         broker_id not in isr
         or any(r not in partition.replicas for r in isr)
@@ -221,16 +270,24 @@ class Sessions:
     def __init__(self, session_timeout_ms: int) -> None:
         self.session_timeout_ms = session_timeout_ms
         self.last_heartbeat_ms: dict[int, int] = {}
+        self.shutting_down: set[int] = set()
 
     def reset(self, image: MetadataImage, now_ms: int) -> None:
         """A new active controller: every registered broker gets a full session."""
         self.last_heartbeat_ms = dict.fromkeys(image.brokers, now_ms)
+        self.shutting_down.clear()
 
     def registered(self, broker_id: int, now_ms: int) -> None:
         self.last_heartbeat_ms[broker_id] = now_ms
+        self.shutting_down.discard(broker_id)
 
     def heartbeat(
-        self, image: MetadataImage, broker_id: int, broker_epoch: int, now_ms: int
+        self,
+        image: MetadataImage,
+        broker_id: int,
+        broker_epoch: int,
+        now_ms: int,
+        want_shut_down: bool = False,
     ) -> HeartbeatResult:
         current = image.brokers.get(broker_id)
         if current is None:
@@ -238,6 +295,12 @@ class Sessions:
         if broker_epoch != current.broker_epoch:
             return HeartbeatResult(ErrorCode.stale_broker_epoch, [], current.fenced)
         self.last_heartbeat_ms[broker_id] = now_ms
+        if want_shut_down:
+            self.shutting_down.add(broker_id)
+            records, done = controlled_shutdown(image, broker_id, self.shutting_down)
+            return HeartbeatResult(ErrorCode.none, records, current.fenced or done, done)
+        if broker_id in self.shutting_down:
+            return HeartbeatResult(ErrorCode.none, [], current.fenced)
         return HeartbeatResult(ErrorCode.none, unfence(image, broker_id), False)
 
     def expire(self, image: MetadataImage, now_ms: int) -> list[MetadataRecord]:
@@ -248,7 +311,7 @@ class Sessions:
             last = self.last_heartbeat_ms.setdefault(broker_id, now_ms)
             if broker.fenced or now_ms - last <= self.session_timeout_ms:
                 continue
-            records.extend(fence(image.apply(records, image.offset), broker_id))
+            records.extend(fence(image.apply(records, image.offset), broker_id, self.shutting_down))
         return records
 
     def next_deadline_ms(self, image: MetadataImage) -> int | None:

@@ -1,0 +1,204 @@
+"""Leadership management with three `ottla serve` processes (issue 7).
+
+Proves, with confluent-kafka clients on loopback:
+(1) controlled shutdown: SIGTERM of the leader of an RF=3, min.insync.replicas=2
+partition moves its leadership to an in-sync replica before the process exits; an
+idempotent acks=all producer keeps going with no gap between acknowledgements longer
+than a second and no delivery error (the gap is printed; SIGKILL's fencing delay is
+broker.session.timeout.ms, see test_replication); the node left the ISR and logged
+`controlled_shutdown_done`; every acknowledged record is then readable once, in order;
+(2) automatic preferred-leader rebalancing: restarted, the node rejoins the ISR and gets
+its preferred leadership back within leader.imbalance.check.interval.seconds;
+(3) ElectLeaders (AdminClient.elect_leaders, rebalancing off): PREFERRED moves
+leadership back to the preferred replica; asked again it answers ELECTION_NOT_NEEDED;
+an unknown partition answers UNKNOWN_TOPIC_OR_PARTITION.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.test_cluster_quorum import FAST, _until
+from tests.integration.test_replication import _bootstrap, _brokers, _create, _state
+
+pytestmark = pytest.mark.timeout(300)
+
+CLUSTER_ID = "l3adershipTestCluster1"
+TOPIC = "replicated"  # the name test_replication's helpers use
+RECORDS = 3000
+GAP_MAX_S = 1.0
+
+Cluster = Callable[[list[str]], dict[int, BrokerProcess]]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    started: list[BrokerProcess] = []
+
+    def start(extra: list[str]) -> dict[int, BrokerProcess]:
+        ports = {n: free_port() for n in (1, 2, 3)}
+        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
+        nodes = {
+            n: BrokerProcess(
+                tmp_path / f"node{n}",
+                ports[n],
+                [
+                    f"node.id={n}",
+                    f"controller.quorum.voters={voters}",
+                    f"cluster.id={CLUSTER_ID}",
+                    "broker.session.timeout.ms=3000",
+                    "broker.heartbeat.interval.ms=500",
+                    "replica.lag.time.max.ms=3000",
+                    "replica.fetch.backoff.ms=100",
+                    *FAST,
+                    *extra,
+                ],
+            )
+            for n in (1, 2, 3)
+        }
+        for node in nodes.values():
+            node.start()
+            started.append(node)
+        _until(lambda: _brokers(nodes[1].bootstrap) == 3, 30)
+        return nodes
+
+    yield start
+    for node in started:
+        node.stop(signal.SIGKILL)
+
+
+def _produce_during(
+    bootstrap: str, action: Callable[[], None]
+) -> tuple[list[int], float, list[str]]:
+    """Acked values, the longest gap between acks after `action` started, errors."""
+    import confluent_kafka  # noqa: PLC0415
+
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "message.timeout.ms": 60000,
+            "topic.metadata.refresh.interval.ms": 500,
+        }
+    )
+    acked: list[int] = []
+    ack_times: list[float] = []
+    errors: list[str] = []
+    started: list[float] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is not None:
+            errors.append(str(error))
+            return
+        acked.append(int(message.value() or b"-1"))
+        ack_times.append(time.monotonic())
+
+    worker: threading.Thread | None = None
+    for i in range(RECORDS):
+        producer.produce(TOPIC, value=str(i).encode(), on_delivery=delivered)
+        producer.poll(0)
+        if i == RECORDS // 3:
+            producer.flush(30)
+            started.append(time.monotonic())
+            worker = threading.Thread(target=action)
+            worker.start()
+        time.sleep(0.001)
+    assert producer.flush(90) == 0
+    if worker is not None:
+        worker.join(30)
+    after = [started[0], *(t for t in ack_times if t > started[0])]
+    gap = max(b - a for a, b in itertools.pairwise(after))
+    return acked, gap, errors
+
+
+def _consume_all(bootstrap: str, expected: int) -> list[int]:
+    import confluent_kafka  # noqa: PLC0415
+
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "verify", "enable.auto.commit": False}
+    )
+    consumer.assign([confluent_kafka.TopicPartition(TOPIC, 0, 0)])
+    values: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(values) < expected:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            values.append(int(message.value() or b"-1"))
+    consumer.close()
+    return values
+
+
+def test_controlled_shutdown_then_preferred_leader_returns(cluster: Cluster) -> None:
+    nodes = cluster(["leader.imbalance.check.interval.seconds=1"])
+    bootstrap = _bootstrap(nodes)
+    _create(bootstrap, TOPIC, 2)
+    _until(lambda: _state(nodes, TOPIC)[2] == [1, 2, 3], 30)
+    leader, epoch, _ = _state(nodes, TOPIC)
+    victim = nodes[leader]
+    stopped: list[float] = []
+
+    def terminate() -> None:
+        began = time.monotonic()
+        victim.stop(signal.SIGTERM)
+        stopped.append(time.monotonic() - began)
+
+    acked, gap, errors = _produce_during(bootstrap, terminate)
+    assert not errors, errors[:5]
+    print(
+        f"\ncontrolled shutdown of leader {leader}: longest acks=all gap {gap:.3f} s, "
+        f"process exit after {stopped[0]:.2f} s"
+    )
+    assert gap < GAP_MAX_S
+    assert "controlled_shutdown_done" in victim.log()
+    new_leader, new_epoch, isr = _state(nodes, TOPIC)
+    assert new_leader not in (leader, -1) and new_epoch > epoch and leader not in isr
+
+    survivors = {n: node for n, node in nodes.items() if n != leader}
+    values = _consume_all(_bootstrap(survivors), len(acked))
+    assert len(values) == len(set(values)) and values == sorted(values)
+    assert set(acked) <= set(values)
+
+    # Back: it rejoins the ISR and, as the preferred replica, leads again.
+    victim.start()
+    _until(lambda: _state(nodes, TOPIC)[2] == [1, 2, 3], 60)
+    _until(lambda: _state(nodes, TOPIC)[0] == leader, 30)
+
+
+def test_elect_leaders_preferred(cluster: Cluster) -> None:
+    from confluent_kafka import ElectionType, TopicPartition  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    nodes = cluster(["auto.leader.rebalance.enable=false"])
+    bootstrap = _bootstrap(nodes)
+    _create(bootstrap, TOPIC, 2)
+    _until(lambda: _state(nodes, TOPIC)[2] == [1, 2, 3], 30)
+    preferred = _state(nodes, TOPIC)[0]
+    nodes[preferred].stop(signal.SIGTERM)
+    nodes[preferred].start()
+    _until(lambda: _state(nodes, TOPIC)[2] == [1, 2, 3], 60)
+    time.sleep(2)
+    assert _state(nodes, TOPIC)[0] != preferred  # no automatic rebalance
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partition = TopicPartition(TOPIC, 0)
+    outcome = admin.elect_leaders(ElectionType.PREFERRED, [partition]).result(30)
+    assert list(outcome.values()) == [None], outcome
+    _until(lambda: _state(nodes, TOPIC)[0] == preferred, 10)
+
+    outcome = admin.elect_leaders(ElectionType.PREFERRED, [partition]).result(30)
+    error = next(iter(outcome.values()))
+    assert error is not None and error.name() == "ELECTION_NOT_NEEDED"
+    outcome = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("nope", 0)]).result(30)
+    error = next(iter(outcome.values()))
+    assert error is not None and error.name() == "UNKNOWN_TOPIC_OR_PART"
