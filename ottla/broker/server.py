@@ -52,6 +52,9 @@ RequestHandler = Callable[["Connection", DecodedRequest], Any]
 UnsupportedHandler = Callable[[UnsupportedRequest], Chunks | None]
 
 
+_FETCH_KEY = 1
+
+
 class AfterSend:
     """A response body plus what to do once its bytes are handed to the transport.
 
@@ -79,12 +82,13 @@ class ConnectionLimits:
 class _Slot:
     """One request's place in the response order."""
 
-    __slots__ = ("after_send", "chunks", "done", "size")
+    __slots__ = ("after_send", "api_key", "chunks", "done", "size")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, api_key: int) -> None:
         self.chunks: Chunks | None = None
         self.done = False
         self.size = size
+        self.api_key = api_key
         self.after_send: Callable[[], None] | None = None
 
 
@@ -185,7 +189,7 @@ class Connection(asyncio.BufferedProtocol):
             if chunks is None:
                 self._abort("unsupported_request", unsupported)
                 return
-            slot = self._new_slot(len(frame))
+            slot = self._new_slot(len(frame), unsupported.header.api_key)
             self._complete(slot, chunks)
             return
         except ProtocolError as error:
@@ -193,7 +197,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if request.header.client_id is not None:
             self.client_id = request.header.client_id
-        slot = self._new_slot(len(frame))
+        slot = self._new_slot(len(frame), request.header.api_key)
         try:
             result = self._handle(self, request)
         except Exception as error:
@@ -206,8 +210,8 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._respond(slot, request, result)
 
-    def _new_slot(self, size: int) -> _Slot:
-        slot = _Slot(size)
+    def _new_slot(self, size: int, api_key: int) -> _Slot:
+        slot = _Slot(size, api_key)
         self._slots.append(slot)
         self._slot_bytes += size
         return slot
@@ -298,8 +302,13 @@ class Connection(asyncio.BufferedProtocol):
 
     @property
     def idle(self) -> bool:
-        """No request waiting for its response."""
-        return not self._slots
+        """Nothing to wait for at shutdown: no request pending other than fetches.
+
+        Consumers' long polls are answered at once when the broker stops; the fetches
+        of peers (Raft followers, replica fetchers) park and are re-sent endlessly, so
+        waiting for them would always spend the whole shutdown grace.
+        """
+        return all(slot.api_key == _FETCH_KEY for slot in self._slots)
 
 
 def unsupported_error_body(header: RequestHeader) -> Chunks:
