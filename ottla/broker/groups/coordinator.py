@@ -15,11 +15,26 @@ It makes no Kafka decisions (those are in `state.py`); for every request it:
 to persist) with `offsets.topic.num.partitions` partitions, `cleanup.policy=compact`
 and a replication factor of `offsets.topic.replication.factor` capped by the live
 brokers (a single node serves itself). A group lives in partition
-`(java_string_hashcode(group_id) & 0x7fffffff) % partitions`, as in Kafka. At startup
-`load()` reads every partition; the latest record per key wins, tombstones delete.
+`(java_string_hashcode(group_id) & 0x7fffffff) % partitions`, as in Kafka.
 
-Simplification: an append that fails (a disk error) is logged and the request is
-still answered from the in-memory state.
+Coordination follows partition leadership (Kafka's onElection / onResignation): after
+startup (`load()`, once the metadata log has caught up) and on every image change
+(`on_image`), the groups of each `__consumer_offsets` partition this node has just
+become leader of are read from its log (to the log end: the latest record per key
+wins, tombstones delete), and those of each partition it no longer leads (or leads in
+a new leader epoch, which another leader may have held in between) are unloaded,
+their waiting JoinGroup/SyncGroup answered NOT_COORDINATOR. A request for a group
+whose partition this node does not lead answers NOT_COORDINATOR, and before `load()`
+COORDINATOR_LOAD_IN_PROGRESS (`coordinator_error`). While `__consumer_offsets` does
+not exist yet, this node serves every group (the topic is created by the first write).
+
+Group writes are acks=all writes, as in Kafka: the replies of a request (and the
+`_apply` future handlers await) are held until the high watermark of the partition
+passed the appended records, or fail after `GROUP_WRITE_TIMEOUT_MS` or on a lost
+leadership, with Kafka's coordinator error translation (`group_write_error`).
+
+Simplification: a failed write is not rolled back from the in-memory state (Kafka's
+coordinator runtime reverts to a snapshot); the request is answered with the error.
 """
 
 from __future__ import annotations
@@ -67,6 +82,7 @@ from ottla.broker.groups.state import (
 from ottla.cluster import MetadataRecord, NewTopic, TopicDefaults, create_topics
 from ottla.protocol import (
     SUPPORTED_APIS,
+    ErrorCode,
     ProtocolError,
     Record,
     build_batch,
@@ -77,13 +93,48 @@ from ottla.protocol import (
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
+    from ottla.broker.partitions import Partition
+    from ottla.cluster import MetadataImage
 
-__all__ = ["OFFSETS_TOPIC", "GroupCoordinator", "java_string_hashcode"]
+__all__ = [
+    "GROUP_WRITE_TIMEOUT_MS",
+    "OFFSETS_TOPIC",
+    "GroupCoordinator",
+    "group_write_error",
+    "java_string_hashcode",
+]
 
 log = structlog.get_logger("ottla.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 _LOAD_READ_BYTES = 4 * 1024 * 1024
+# Kafka's offsets.commit.timeout.ms default: how long a group write waits for its ISR.
+GROUP_WRITE_TIMEOUT_MS = 5000
+
+
+def group_write_error(code: ErrorCode, offset_commit: bool = False) -> ErrorCode:
+    """The error a group request answers for a failed `__consumer_offsets` append
+    (Kafka's CoordinatorRuntime / GroupMetadataManager translation)."""
+    if code in (
+        ErrorCode.unknown_topic_or_partition,
+        ErrorCode.not_enough_replicas,
+        ErrorCode.not_enough_replicas_after_append,
+        ErrorCode.request_timed_out,
+    ):
+        return ErrorCode.coordinator_not_available
+    if code in (ErrorCode.not_leader_or_follower, ErrorCode.kafka_storage_error):
+        return ErrorCode.not_coordinator
+    if code in (
+        ErrorCode.message_too_large,
+        ErrorCode.record_list_too_large,
+        ErrorCode.invalid_fetch_size,
+    ):
+        return (
+            ErrorCode.invalid_commit_offset_size
+            if offset_commit
+            else ErrorCode.unknown_server_error
+        )
+    return code
 
 
 def java_string_hashcode(text: str) -> int:
@@ -129,6 +180,10 @@ class GroupCoordinator:
         self._timer_deadline_ms: int | None = None
         self._creating: asyncio.Future[Any] | None = None
         self._stopped = False
+        self._loaded = False  # set by load(), once the metadata log has caught up
+        # `__consumer_offsets` partitions whose groups are loaded -> their leader epoch.
+        self._led: dict[int, int] = {}
+        self._writes: set[asyncio.Future[ErrorCode]] = set()
 
     # -- the offsets topic ---------------------------------------------------------------
 
@@ -238,36 +293,74 @@ class GroupCoordinator:
     # -- loading -------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Restore groups and offsets from `__consumer_offsets` (before serving)."""
-        topic = self.broker.image.topic(OFFSETS_TOPIC)
-        if topic is None:
+        """Start coordinating: load the groups of every `__consumer_offsets` partition
+        this node leads (at startup, once the metadata log has caught up)."""
+        self._loaded = True
+        self.on_image(self.broker.image)
+
+    def on_image(self, image: MetadataImage) -> None:
+        """Follow the leadership of `__consumer_offsets` partitions per `image`."""
+        if not self._loaded or self._stopped:
             return
+        topic = image.topic(OFFSETS_TOPIC)
+        node_id = self.broker.node_id
+        led = (
+            {}
+            if topic is None
+            else {i: p.leader_epoch for i, p in topic.partitions.items() if p.leader == node_id}
+        )
+        resigned = {i for i, epoch in self._led.items() if led.get(i) != epoch}
+        elected = sorted(i for i, epoch in led.items() if self._led.get(i) != epoch)
+        if resigned:
+            gone = [g for g in self.state.groups if self.partition_for(g) in resigned]
+            for index in resigned:
+                del self._led[index]
+            self._apply(self.state.unload(gone))
+            log.info("groups_unloaded", partitions=sorted(resigned), groups=len(gone))
+        for index in elected:
+            self._led[index] = led[index]
+            self._load_partition(index, led[index])
+        if elected:
+            self._arm(self.state.next_deadline_ms())
+
+    def coordinator_error(self, group_id: str) -> ErrorCode:
+        """none if this node coordinates `group_id`, else NOT_COORDINATOR (another node
+        leads its partition) or COORDINATOR_LOAD_IN_PROGRESS (still starting)."""
+        if not self._loaded:
+            return ErrorCode.coordinator_load_in_progress
+        if self.topic_missing() or self.partition_for(group_id) in self._led:
+            return ErrorCode.none
+        return ErrorCode.not_coordinator
+
+    def _load_partition(self, index: int, leader_epoch: int) -> None:
+        """Restore the groups of one partition from its log (Kafka's onElection). Groups
+        already in memory (served before the topic existed) are kept."""
         metadata: dict[str, GroupMetadataValue | None] = {}
         offsets: dict[str, dict[tuple[str, int], OffsetCommitValue | None]] = {}
         consumer: dict[str, dict[ConsumerGroupKey, ConsumerGroupValue | None]] = {}
         count = 0
-        for index in sorted(topic.partitions):
-            for key, value in self._read_partition(index):
-                count += 1
-                try:
-                    decoded = decode_key(key)
-                    if isinstance(decoded, OffsetCommitKey):
-                        entry = None if value is None else decode_offset_commit_value(value)
-                        group_offsets = offsets.setdefault(decoded.group, {})
-                        group_offsets[(decoded.topic, decoded.partition)] = entry
-                    elif isinstance(decoded, GroupMetadataKey):
-                        group = None if value is None else decode_group_metadata_value(value)
-                        metadata[decoded.group] = group
-                    elif (consumer_key := decode_consumer_key(key)) is not None:
-                        consumer_value = (
-                            None if value is None else decode_consumer_value(consumer_key, value)
-                        )
-                        consumer.setdefault(consumer_key.group, {})[consumer_key] = consumer_value
-                except RecordDecodeError as error:
-                    log.warning("offsets_record_skipped", partition=index, error=str(error))
+        for key, value in self._read_partition(index):
+            count += 1
+            try:
+                decoded = decode_key(key)
+                if isinstance(decoded, OffsetCommitKey):
+                    entry = None if value is None else decode_offset_commit_value(value)
+                    group_offsets = offsets.setdefault(decoded.group, {})
+                    group_offsets[(decoded.topic, decoded.partition)] = entry
+                elif isinstance(decoded, GroupMetadataKey):
+                    group = None if value is None else decode_group_metadata_value(value)
+                    metadata[decoded.group] = group
+                elif (consumer_key := decode_consumer_key(key)) is not None:
+                    consumer_value = (
+                        None if value is None else decode_consumer_value(consumer_key, value)
+                    )
+                    consumer.setdefault(consumer_key.group, {})[consumer_key] = consumer_value
+            except RecordDecodeError as error:
+                log.warning("offsets_record_skipped", partition=index, error=str(error))
         now = self.broker.clock()
         loaded = 0
-        for group_id in sorted(set(metadata) | set(offsets)):
+        present = set(self.state.groups)
+        for group_id in sorted((set(metadata) | set(offsets)) - present):
             live_offsets = {k: v for k, v in offsets.get(group_id, {}).items() if v is not None}
             group_value = metadata.get(group_id)
             if group_value is None and not live_offsets:
@@ -276,11 +369,16 @@ class GroupCoordinator:
             loaded += 1
         for group_id, values in sorted(consumer.items()):
             live = {k: v for k, v in values.items() if v is not None}
-            if live:
+            if live and group_id not in present:
                 self.state.load_consumer(group_id, live, now)
                 loaded += 1
-        self._arm(self.state.next_deadline_ms())
-        log.info("groups_loaded", groups=loaded, records=count)
+        log.info(
+            "groups_loaded",
+            partition=index,
+            leader_epoch=leader_epoch,
+            groups=loaded,
+            records=count,
+        )
 
     def _read_partition(self, index: int) -> Iterable[tuple[bytes, bytes | None]]:
         partition = self.broker.partition(OFFSETS_TOPIC, index)
@@ -288,7 +386,9 @@ class GroupCoordinator:
             return
         offset = partition.log_start_offset
         while offset < partition.log_end_offset:
-            result = partition.read(offset, _LOAD_READ_BYTES, True)
+            result = partition.read(
+                offset, _LOAD_READ_BYTES, True, max_offset=partition.log_end_offset
+            )
             if result is None:
                 return
             with result:
@@ -340,9 +440,11 @@ class GroupCoordinator:
         self._apply(effects)
         return future
 
-    def apply(self, effects: Effects) -> None:
-        """Carry out the effects of a state call made by a handler."""
-        self._apply(effects)
+    def apply(self, effects: Effects) -> asyncio.Future[ErrorCode] | None:
+        """Carry out the effects of a state call made by a handler; a future of the
+        write's outcome (a Kafka error code, see `group_write_error`) if it appended
+        records, for the handler to await before answering."""
+        return self._apply(effects)
 
     @staticmethod
     def new_member_suffix() -> str:
@@ -357,17 +459,35 @@ class GroupCoordinator:
 
     # -- effects -------------------------------------------------------------------------
 
-    def _apply(self, effects: Effects) -> None:
-        if effects.records:
-            self._persist(effects.records)
-        for token, result in effects.replies:
-            future = self._waiting.pop(token, None)
-            if future is not None and not future.done():
-                future.set_result(result)
+    def _apply(self, effects: Effects) -> asyncio.Future[ErrorCode] | None:
+        durable = self._persist(effects.records) if effects.records else None
+        if durable is None or (durable.done() and durable.result() is ErrorCode.none):
+            self._reply(effects.replies, ErrorCode.none)
+        elif effects.replies:
+            replies = effects.replies
+            durable.add_done_callback(lambda done: self._reply(replies, _outcome(done)))
         self._arm(effects.deadline_ms)
+        return durable
 
-    def _persist(self, records: Sequence[CoordinatorRecord]) -> None:
+    def _reply(
+        self, replies: Sequence[tuple[int, JoinResult | SyncResult]], code: ErrorCode
+    ) -> None:
+        for token, result in replies:
+            future = self._waiting.pop(token, None)
+            if future is None or future.done():
+                continue
+            if code is ErrorCode.none:
+                future.set_result(result)
+            elif isinstance(result, JoinResult):
+                future.set_result(JoinResult(group_write_error(code), result.member_id))
+            else:
+                future.set_result(SyncResult(group_write_error(code)))
+
+    def _persist(self, records: Sequence[CoordinatorRecord]) -> asyncio.Future[ErrorCode]:
+        """Append `records` to their partitions; a future of the outcome once every
+        partition's high watermark passed them (Kafka appends group records acks=-1)."""
         self.ensure_topic_soon()
+        topic_missing = self.topic_missing()
         now = self.broker.clock()
         by_partition: dict[int, list[Record]] = {}
         for key, value in records:
@@ -385,10 +505,17 @@ class GroupCoordinator:
                 encoded_value = encode_consumer_value(value)
             index = self.partition_for(key.group)
             by_partition.setdefault(index, []).append(Record(encoded_key, encoded_value))
+        code = ErrorCode.none
+        waits: list[tuple[Partition, asyncio.Future[ErrorCode]]] = []
         for index, items in by_partition.items():
             partition = self.broker.partition(OFFSETS_TOPIC, index)
             if partition is None:
                 log.error("offsets_partition_missing", partition=index)
+                if not topic_missing:  # else served from memory until the topic exists
+                    code = ErrorCode.not_leader_or_follower
+                continue
+            if not partition.enough_replicas_for_acks_all():
+                code = ErrorCode.not_enough_replicas
                 continue
             batch = build_batch(items, base_timestamp=now)
             outcome = partition.append_records(bytes(batch), now)
@@ -399,6 +526,41 @@ class GroupCoordinator:
                     error_code=outcome.error_code.name,
                     error=outcome.error_message,
                 )
+                code = outcome.error_code
+                continue
+            wait = partition.wait_acks_all(outcome.last_offset)
+            if wait is not None:
+                waits.append((partition, wait))
+            elif (now_code := partition.acks_all_result_now(outcome.last_offset)) is not (
+                ErrorCode.none
+            ):
+                code = now_code
+        if not waits or code is not ErrorCode.none:
+            for partition, wait in waits:
+                partition.forget_acks_waiter(wait)
+                wait.cancel()
+            done: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
+            done.set_result(code)
+            return done
+        task = asyncio.ensure_future(self._wait_durable(waits))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    @staticmethod
+    async def _wait_durable(waits: list[tuple[Partition, asyncio.Future[ErrorCode]]]) -> ErrorCode:
+        await asyncio.wait([wait for _, wait in waits], timeout=GROUP_WRITE_TIMEOUT_MS / 1000)
+        code = ErrorCode.none
+        for partition, wait in waits:
+            if wait.done() and not wait.cancelled():
+                result = wait.result()
+            else:
+                partition.forget_acks_waiter(wait)
+                wait.cancel()
+                result = ErrorCode.request_timed_out
+            if code is ErrorCode.none:
+                code = result
+        return code
 
     # -- the timer -----------------------------------------------------------------------
 
@@ -432,3 +594,11 @@ class GroupCoordinator:
         for future in list(self._waiting.values()):
             future.cancel()
         self._waiting.clear()
+        for task in list(self._writes):
+            task.cancel()
+
+
+def _outcome(done: asyncio.Future[ErrorCode]) -> ErrorCode:
+    if done.cancelled() or done.exception() is not None:
+        return ErrorCode.not_coordinator
+    return done.result()

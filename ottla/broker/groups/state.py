@@ -1202,6 +1202,30 @@ class GroupCoordinatorState:
         self.groups[group_id] = group
         return self._finish(Effects(), group)
 
+    def unload(self, group_ids: Iterable[str]) -> Effects:
+        """Forget groups whose `__consumer_offsets` partition this node no longer leads
+        (Kafka's onResignation): their waiting JoinGroup/SyncGroup requests are answered
+        NOT_COORDINATOR, so the members find the new coordinator; nothing is written."""
+        effects = Effects()
+        for group_id in sorted(set(group_ids)):
+            group = self.groups.pop(group_id, None)
+            if group is None:
+                continue
+            for member in group.members.values():
+                if member.join_token is not None:
+                    effects.replies.append(
+                        (member.join_token, JoinResult(ErrorCode.not_coordinator, member.member_id))
+                    )
+                    member.join_token = None
+                if member.sync_token is not None:
+                    effects.replies.append(
+                        (member.sync_token, SyncResult(ErrorCode.not_coordinator))
+                    )
+                    member.sync_token = None
+            group.deadline_ms = None  # its heap entries are stale now
+        effects.deadline_ms = self.next_deadline_ms()
+        return effects
+
     # -- consumer groups (KIP-848) --------------------------------------------------------
 
     def consumer_heartbeat(

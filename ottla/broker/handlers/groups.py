@@ -6,21 +6,29 @@ DeleteGroups (classic protocol), ConsumerGroupHeartbeat and ConsumerGroupDescrib
 Each handler turns a kio request into inputs of `ottla.broker.groups.state` (through
 the broker's `GroupCoordinator`) and the outcome into the response of the requested
 version. Kafka decisions live in the state machine; what is decided here is only what
-Kafka decides in KafkaApis before its coordinator sees a request (unknown topics).
+Kafka decides in KafkaApis before its coordinator sees a request (unknown topics), and
+whether this node coordinates the group at all (`GroupCoordinator.coordinator_error`:
+NOT_COORDINATOR when another node leads its `__consumer_offsets` partition,
+COORDINATOR_LOAD_IN_PROGRESS while starting), answered in each API's error shape.
+Handlers whose state call appended records answer once the write is durable (the
+`__consumer_offsets` high watermark passed it); a failed write answers the coordinator
+error Kafka translates it to (`group_write_error`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.groups.consumer_state import HeartbeatRequest, TopicInfo
-from ottla.broker.groups.coordinator import OFFSETS_TOPIC
+from ottla.broker.groups.coordinator import OFFSETS_TOPIC, group_write_error
 from ottla.broker.groups.state import (
     GroupState,
     JoinRequest,
+    JoinResult,
     LeaveMember,
     OffsetAndMetadata,
     OffsetCommitEntry,
@@ -69,6 +77,24 @@ def _ms(value: datetime.timedelta | int) -> int:
 def _coordinator(broker: Broker) -> GroupCoordinator:
     groups: GroupCoordinator = broker.groups
     return groups
+
+
+def _not_here(broker: Broker, group_id: str) -> ErrorCode:
+    """none if this node coordinates `group_id`, else the error to answer."""
+    return _coordinator(broker).coordinator_error(group_id)
+
+
+def _done(value: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+async def _written(durable: asyncio.Future[ErrorCode] | None) -> ErrorCode:
+    """none once a group write is durable (or there was none), else the write's error."""
+    if durable is None:
+        return ErrorCode.none
+    return await durable
 
 
 def _client_host(connection: Connection) -> str:
@@ -217,7 +243,12 @@ def handle_join_group(broker: Broker, connection: Connection, request: DecodedRe
         require_known_member_id=version >= 4 and not body.member_id and instance_id is None,
         new_member_suffix=_coordinator(broker).new_member_suffix(),
     )
-    future = _coordinator(broker).join(body.group_id, join)
+    error = _not_here(broker, body.group_id)
+    future: asyncio.Future[JoinResult]
+    if error is not ErrorCode.none:
+        future = _done(JoinResult(error, body.member_id))
+    else:
+        future = _coordinator(broker).join(body.group_id, join)
     module = response_module(request)
     cls = response_type(request)
 
@@ -257,6 +288,9 @@ def handle_sync_group(broker: Broker, connection: Connection, request: DecodedRe
     the leader's assignments; each member receives its own.
     """
     body = request.body
+    error = _not_here(broker, body.group_id)
+    if error is not ErrorCode.none:
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
     future = _coordinator(broker).sync(
         body.group_id,
         int(body.generation_id),
@@ -287,6 +321,9 @@ def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedReq
     to rejoin."""
     body = request.body
     coordinator = _coordinator(broker)
+    error = _not_here(broker, body.group_id)
+    if error is not ErrorCode.none:
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
     error, effects = coordinator.state.heartbeat(
         body.group_id,
         int(body.generation_id),
@@ -294,8 +331,16 @@ def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedReq
         getattr(body, "group_instance_id", None),
         broker.clock(),
     )
-    coordinator.apply(effects)
-    return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
+    durable = coordinator.apply(effects)
+    if durable is None:
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
+
+    async def respond() -> Any:
+        written = await _written(durable)
+        code = error if written is ErrorCode.none else group_write_error(written)
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=code)
+
+    return respond()
 
 
 def handle_leave_group(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
@@ -308,12 +353,39 @@ def handle_leave_group(broker: Broker, connection: Connection, request: DecodedR
     body = request.body
     version = request.api_version
     coordinator = _coordinator(broker)
+    not_here = _not_here(broker, body.group_id)
+    if not_here is not ErrorCode.none:
+        return make(
+            response_type(request), throttle_time=NO_THROTTLE, error_code=not_here, members=()
+        )
     if version < 3:
         leaving = [LeaveMember(body.member_id)]
     else:
         leaving = [LeaveMember(m.member_id, m.group_instance_id) for m in body.members]
     error, errors, effects = coordinator.state.leave(body.group_id, leaving, broker.clock())
-    coordinator.apply(effects)
+    durable = coordinator.apply(effects)
+    if durable is not None:
+        return _leave_after_write(request, durable, error, errors, leaving)
+    return _leave_response(request, error, errors, leaving)
+
+
+async def _leave_after_write(
+    request: DecodedRequest,
+    durable: asyncio.Future[ErrorCode],
+    error: ErrorCode,
+    errors: list[ErrorCode],
+    leaving: list[LeaveMember],
+) -> Any:
+    written = await durable
+    if written is not ErrorCode.none:
+        error = group_write_error(written)
+    return _leave_response(request, error, errors, leaving)
+
+
+def _leave_response(
+    request: DecodedRequest, error: ErrorCode, errors: list[ErrorCode], leaving: list[LeaveMember]
+) -> Any:
+    version = request.api_version
     if version < 3:
         top = errors[0] if error is ErrorCode.none and errors else error
         return make(response_type(request), throttle_time=NO_THROTTLE, error_code=top)
@@ -347,7 +419,6 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
     without joining (only while the group is Empty).
     """
     body = request.body
-    module = response_module(request)
     image = broker.image
     coordinator = _coordinator(broker)
     entries: list[OffsetCommitEntry] = []
@@ -378,6 +449,9 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
                 )
             )
         layout.append((topic_id if topic_id is not None else topic.name, partitions))
+    not_here = _not_here(broker, body.group_id)
+    if not_here is not ErrorCode.none:
+        return _commit_response(request, layout, [not_here] * len(entries))
     errors, effects = coordinator.state.commit_offsets(
         body.group_id,
         int(body.generation_id_or_member_epoch),
@@ -386,7 +460,27 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
         entries,
         broker.clock(),
     )
-    coordinator.apply(effects)
+    durable = coordinator.apply(effects)
+    if durable is None:
+        return _commit_response(request, layout, errors)
+
+    async def respond() -> Any:
+        written = await durable
+        if written is ErrorCode.none:
+            return _commit_response(request, layout, errors)
+        failed = group_write_error(written, offset_commit=True)
+        answers = [failed if e is ErrorCode.none else e for e in errors]
+        return _commit_response(request, layout, answers)
+
+    return respond()
+
+
+def _commit_response(
+    request: DecodedRequest,
+    layout: list[tuple[Any, list[tuple[int, ErrorCode | None]]]],
+    errors: list[ErrorCode],
+) -> Any:
+    module = response_module(request)
     answers = iter(errors)
     topics = []
     for key, partitions in layout:
@@ -432,6 +526,12 @@ def _fetch_group(
     `member`: (member id, member epoch) of a v9+ request (checked for consumer groups)."""
     image = broker.image
     state = _coordinator(broker).state
+    not_here = _not_here(broker, group_id)
+    if not_here is not ErrorCode.none:
+        if topics is None:
+            return not_here, []
+        keys = [(t.topic_id if by_id else t.name, t.partition_indexes) for t in topics]
+        return not_here, [(k, [(int(i), None, not_here) for i in ids]) for k, ids in keys]
     if member is not None:
         error = state.validate_offset_fetch(group_id, member[0], member[1])
         if error is not ErrorCode.none:
@@ -545,7 +645,6 @@ def handle_offset_delete(broker: Broker, connection: Connection, request: Decode
     partitions: UNKNOWN_TOPIC_OR_PARTITION.
     """
     body = request.body
-    module = response_module(request)
     image = broker.image
     coordinator = _coordinator(broker)
     wanted: list[tuple[str, int]] = []
@@ -561,8 +660,36 @@ def handle_offset_delete(broker: Broker, connection: Connection, request: Decode
                 partitions.append((index, None))
                 wanted.append((topic.name, index))
         layout.append((topic.name, partitions))
+    error = _not_here(broker, body.group_id)
+    if error is not ErrorCode.none:
+        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error, topics=())
     error, errors, effects = coordinator.state.delete_offsets(body.group_id, wanted)
-    coordinator.apply(effects)
+    durable = coordinator.apply(effects)
+    if durable is not None:
+        return _offset_delete_after_write(request, durable, error, errors, layout)
+    return _offset_delete_response(request, error, errors, layout)
+
+
+async def _offset_delete_after_write(
+    request: DecodedRequest,
+    durable: asyncio.Future[ErrorCode],
+    error: ErrorCode,
+    errors: list[ErrorCode],
+    layout: list[tuple[str, list[tuple[int, ErrorCode | None]]]],
+) -> Any:
+    written = await durable
+    if written is not ErrorCode.none and error is ErrorCode.none:
+        error = group_write_error(written)
+    return _offset_delete_response(request, error, errors, layout)
+
+
+def _offset_delete_response(
+    request: DecodedRequest,
+    error: ErrorCode,
+    errors: list[ErrorCode],
+    layout: list[tuple[str, list[tuple[int, ErrorCode | None]]]],
+) -> Any:
+    module = response_module(request)
     if error is not ErrorCode.none:
         return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error, topics=())
     answers = iter(errors)
@@ -611,6 +738,22 @@ def handle_describe_groups(broker: Broker, connection: Connection, request: Deco
     )
     groups = []
     for group_id in body.groups:
+        not_here = _not_here(broker, group_id) if group_id else ErrorCode.none
+        if not_here is not ErrorCode.none:
+            groups.append(
+                make(
+                    module.DescribedGroup,
+                    error_code=not_here,
+                    error_message=None,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=(),
+                    authorized_operations=operations,
+                )
+            )
+            continue
         summary = state.describe(group_id) if group_id else None
         if summary is None:
             if not group_id:
@@ -703,12 +846,34 @@ def handle_delete_groups(broker: Broker, connection: Connection, request: Decode
     """
     module = response_module(request)
     coordinator = _coordinator(broker)
-    results = []
+    outcomes: list[tuple[str, ErrorCode, asyncio.Future[ErrorCode] | None]] = []
     for group_id in request.body.groups_names:
-        error, effects = coordinator.state.delete_group(group_id)
-        coordinator.apply(effects)
-        results.append(make(module.DeletableGroupResult, group_id=group_id, error_code=error))
-    return make(response_type(request), throttle_time=NO_THROTTLE, results=tuple(results))
+        error = _not_here(broker, group_id) if group_id else ErrorCode.none
+        durable = None
+        if error is ErrorCode.none:
+            error, effects = coordinator.state.delete_group(group_id)
+            durable = coordinator.apply(effects)
+        outcomes.append((group_id, error, durable))
+
+    def respond(results: list[tuple[str, ErrorCode]]) -> Any:
+        items = tuple(
+            make(module.DeletableGroupResult, group_id=group_id, error_code=error)
+            for group_id, error in results
+        )
+        return make(response_type(request), throttle_time=NO_THROTTLE, results=items)
+
+    if all(durable is None for _, _, durable in outcomes):
+        return respond([(group_id, error) for group_id, error, _ in outcomes])
+
+    async def after_writes() -> Any:
+        results = []
+        for group_id, error, durable in outcomes:
+            written = await _written(durable)
+            failed = error is ErrorCode.none and written is not ErrorCode.none
+            results.append((group_id, group_write_error(written) if failed else error))
+        return respond(results)
+
+    return after_writes()
 
 
 # -- the consumer protocol (KIP-848) -------------------------------------------------------
@@ -750,6 +915,18 @@ def handle_consumer_group_heartbeat(
     body = request.body
     version = request.api_version
     coordinator = _coordinator(broker)
+    not_here = _not_here(broker, body.group_id) if body.group_id else ErrorCode.none
+    if not_here is not ErrorCode.none:
+        return make(
+            response_type(request),
+            throttle_time=NO_THROTTLE,
+            error_code=not_here,
+            error_message=None,
+            member_id=body.member_id or None,
+            member_epoch=int(body.member_epoch),
+            heartbeat_interval=datetime.timedelta(0),
+            assignment=None,
+        )
     owned = None
     if body.topic_partitions is not None:
         owned = tuple(
@@ -776,7 +953,7 @@ def handle_consumer_group_heartbeat(
     result, effects = coordinator.state.consumer_heartbeat(
         body.group_id, heartbeat, _ImageTopics(broker.image), broker.clock()
     )
-    coordinator.apply(effects)
+    durable = coordinator.apply(effects)
     module = response_module(request)
     assignment = None
     if result.assignment is not None:
@@ -787,7 +964,7 @@ def handle_consumer_group_heartbeat(
                 for topic_id, partitions in result.assignment
             ),
         )
-    return make(
+    response = make(
         response_type(request),
         throttle_time=NO_THROTTLE,
         error_code=result.error,
@@ -797,6 +974,25 @@ def handle_consumer_group_heartbeat(
         heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
         assignment=assignment,
     )
+    if durable is None:
+        return response
+
+    async def respond() -> Any:
+        written = await durable
+        if written is ErrorCode.none:
+            return response
+        return make(
+            response_type(request),
+            throttle_time=NO_THROTTLE,
+            error_code=group_write_error(written),
+            error_message=None,
+            member_id=body.member_id or None,
+            member_epoch=int(body.member_epoch),
+            heartbeat_interval=datetime.timedelta(0),
+            assignment=None,
+        )
+
+    return respond()
 
 
 def handle_consumer_group_describe(
@@ -835,6 +1031,9 @@ def handle_consumer_group_describe(
     groups = []
     for group_id in body.group_ids:
         error, message, summary = state.consumer_describe(group_id)
+        not_here = _not_here(broker, group_id) if group_id else ErrorCode.none
+        if not_here is not ErrorCode.none:
+            error, message, summary = not_here, None, None
         if summary is None:
             groups.append(
                 make(

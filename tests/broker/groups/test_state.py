@@ -553,3 +553,39 @@ def test_group_max_size(size: int) -> None:
     tokens = [s.join(client=f"c{i}", known_required=True) for i in range(size + 1)]
     errors = [s.join_result(t).error for t in tokens]
     assert errors == [E.member_id_required] * size + [E.group_max_size_reached]
+
+
+def test_unload_answers_waiting_requests_not_coordinator_and_forgets_the_group() -> None:
+    """Resignation of the group's `__consumer_offsets` partition (Kafka's onResignation):
+    waiting JoinGroup and SyncGroup get NOT_COORDINATOR, other groups stay, nothing is
+    written, and no deadline of the unloaded group fires afterwards."""
+    s = Script()
+    ids, generation = s.stable_group(2)
+    s.commit(ids[0], generation, {("t", 0): 7}, group="g")
+    other = s.join(group="h", client="x")
+    assert s.join_result(other).error is E.none
+    leader = s.state.describe("g").leader  # type: ignore[union-attr]
+    assert leader is not None
+    follower = next(m for m in ids if m != leader)
+    rejoin = s.join(leader)  # a rebalance: the leader's JoinGroup waits for the follower
+    assert rejoin not in s.replies
+    written = len(s.records)
+    effects = s._take(s.state.unload(["g", "unknown"]))
+    assert effects.records == [] and len(s.records) == written
+    assert s.join_result(rejoin) == JoinResult(E.not_coordinator, leader)
+    assert s.state.describe("g") is None and s.state.describe("h") is not None
+    assert s.heartbeat(follower, generation) is E.unknown_member_id
+    s.advance(REBALANCE + SESSION)  # the unloaded group's deadlines are stale: no effect
+    assert s.state.describe("g") is None
+    # A SyncGroup waiting for the leader's assignment is answered too.
+    t = Script()
+    ids, generation = t.stable_group(2)
+    leader = t.state.describe("g").leader  # type: ignore[union-attr]
+    assert leader is not None
+    follower = next(m for m in ids if m != leader)
+    tokens = [t.join(leader), t.join(follower)]
+    generation = t.join_result(tokens[0]).generation_id
+    waiting = t.sync(follower, generation)
+    assert waiting not in t.replies
+    t._take(t.state.unload(["g"]))
+    assert t.sync_result(waiting) == SyncResult(E.not_coordinator)
