@@ -4,7 +4,9 @@ DescribeCluster (v2: fenced flags) names the brokers and the active controller;
 DescribeQuorum is answered only by the quorum leader, so a node that is not the leader
 (NOT_LEADER_OR_FOLLOWER) is followed to the leader named in its answer. The quorum part
 shows the leader, its epoch, the high watermark and each voter's log end offset and lag
-(high watermark - log end offset); `--json` prints the same as one object.
+(high watermark - log end offset). A Metadata request for every topic then lists the
+under-replicated partitions (an ISR smaller than the replica set) and the offline ones
+(no leader, -1). `--json` prints the same as one object.
 """
 
 from __future__ import annotations
@@ -60,11 +62,45 @@ def _describe_quorum(client: Client) -> Any:
     return client.call("describe_quorum", build).topics[0].partitions[0]
 
 
+def _metadata(client: Client) -> Any:
+    return client.call(
+        "metadata",
+        lambda m, v: make(
+            m.MetadataRequest,
+            topics=None,
+            allow_auto_topic_creation=False,
+            include_cluster_authorized_operations=False,
+            include_topic_authorized_operations=False,
+        ),
+    )
+
+
+def _partition_health(metadata: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(under-replicated, offline) partitions of every topic, by topic and index."""
+    under: list[dict[str, Any]] = []
+    offline: list[dict[str, Any]] = []
+    for topic in sorted(metadata.topics, key=lambda t: t.name or ""):
+        for p in sorted(topic.partitions, key=lambda p: int(p.partition_index)):
+            entry = {
+                "topic": topic.name,
+                "partition": int(p.partition_index),
+                "leader": int(p.leader_id),
+                "replicas": [int(r) for r in p.replica_nodes],
+                "isr": [int(r) for r in p.isr_nodes],
+            }
+            if int(p.leader_id) < 0:
+                offline.append(entry)
+            if len(p.isr_nodes) < len(p.replica_nodes):
+                under.append(entry)
+    return under, offline
+
+
 def status(bootstrap: str) -> dict[str, Any]:
-    """The quorum and brokers as a JSON-able dict."""
+    """The quorum, brokers and partition health as a JSON-able dict."""
     with Client(bootstrap) as client:
         cluster = _describe_cluster(client)
         quorum = _describe_quorum(client)
+        under, offline = _partition_health(_metadata(client))
     brokers = {int(b.broker_id): f"{b.host}:{b.port}" for b in cluster.brokers}
     if quorum.error_code is not ErrorCode.none:
         leader = int(quorum.leader_id)
@@ -102,6 +138,8 @@ def status(bootstrap: str) -> dict[str, Any]:
             }
             for b in sorted(cluster.brokers, key=lambda b: int(b.broker_id))
         ],
+        "under_replicated_partitions": under,
+        "offline_partitions": offline,
     }
 
 
@@ -131,4 +169,25 @@ def run(args: argparse.Namespace) -> int:
         for b in result["brokers"]
     ]
     print_table(rows, ["broker", "endpoint", "state"], sys.stdout)
+    for title, key in (
+        ("under-replicated partitions", "under_replicated_partitions"),
+        ("offline partitions", "offline_partitions"),
+    ):
+        print()
+        partitions = result[key]
+        if not partitions:
+            print(f"{title}: none")
+            continue
+        print(f"{title}: {len(partitions)}")
+        rows = [
+            [
+                p["topic"],
+                p["partition"],
+                p["leader"],
+                ",".join(map(str, p["replicas"])),
+                ",".join(map(str, p["isr"])),
+            ]
+            for p in partitions
+        ]
+        print_table(rows, ["topic", "partition", "leader", "replicas", "isr"], sys.stdout)
     return 0

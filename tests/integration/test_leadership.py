@@ -7,9 +7,11 @@ idempotent acks=all producer keeps going with no gap between acknowledgements lo
 than a second and no delivery error (the gap is printed; SIGKILL's fencing delay is
 broker.session.timeout.ms, see test_replication); the node left the ISR and logged
 `controlled_shutdown_done`; every acknowledged record is then readable once, in order;
-(2) automatic preferred-leader rebalancing: restarted, the node rejoins the ISR and gets
-its preferred leadership back within leader.imbalance.check.interval.seconds;
-(3) ElectLeaders (AdminClient.elect_leaders, rebalancing off): PREFERRED moves
+(2) `ottla cluster status --json` then lists that partition as under-replicated and the
+stopped node's partition of an RF=1 topic as offline; (3) automatic preferred-leader
+rebalancing: restarted, the node rejoins the ISR and gets its preferred leadership back
+within leader.imbalance.check.interval.seconds, and nothing is under-replicated;
+(4) ElectLeaders (AdminClient.elect_leaders, rebalancing off): PREFERRED moves
 leadership back to the preferred replica; asked again it answers ELECTION_NOT_NEEDED;
 an unknown partition answers UNKNOWN_TOPIC_OR_PARTITION.
 """
@@ -17,7 +19,10 @@ an unknown partition answers UNKNOWN_TOPIC_OR_PARTITION.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +40,7 @@ pytestmark = pytest.mark.timeout(300)
 CLUSTER_ID = "l3adershipTestCluster1"
 TOPIC = "replicated"  # the name test_replication's helpers use
 RECORDS = 3000
+SINGLE = "single"
 GAP_MAX_S = 1.0
 
 Cluster = Callable[[list[str]], dict[int, BrokerProcess]]
@@ -122,6 +128,33 @@ def _produce_during(
     return acked, gap, errors
 
 
+def _create_single(bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: PLC0415
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(SINGLE, 3, 1)])[SINGLE].result(30)
+
+
+def _cluster_status(bootstrap: str) -> Any:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ottla",
+            "cluster",
+            "status",
+            "--json",
+            "--bootstrap-server",
+            bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
 def _consume_all(bootstrap: str, expected: int) -> list[int]:
     import confluent_kafka  # noqa: PLC0415
 
@@ -143,6 +176,7 @@ def test_controlled_shutdown_then_preferred_leader_returns(cluster: Cluster) -> 
     nodes = cluster(["leader.imbalance.check.interval.seconds=1"])
     bootstrap = _bootstrap(nodes)
     _create(bootstrap, TOPIC, 2)
+    _create_single(bootstrap)
     _until(lambda: _state(nodes, TOPIC)[2] == [1, 2, 3], 30)
     leader, epoch, _ = _state(nodes, TOPIC)
     victim = nodes[leader]
@@ -160,7 +194,9 @@ def test_controlled_shutdown_then_preferred_leader_returns(cluster: Cluster) -> 
         f"process exit after {stopped[0]:.2f} s"
     )
     assert gap < GAP_MAX_S
-    assert "controlled_shutdown_done" in victim.log()
+    done = [line for line in victim.log().splitlines() if "controlled_shutdown_done" in line]
+    assert done, victim.log()[-3000:]
+    print(done[0])
     new_leader, new_epoch, isr = _state(nodes, TOPIC)
     assert new_leader not in (leader, -1) and new_epoch > epoch and leader not in isr
 
@@ -169,10 +205,20 @@ def test_controlled_shutdown_then_preferred_leader_returns(cluster: Cluster) -> 
     assert len(values) == len(set(values)) and values == sorted(values)
     assert set(acked) <= set(values)
 
+    status = _cluster_status(survivors[min(survivors)].bootstrap)
+    assert [(p["topic"], p["partition"]) for p in status["under_replicated_partitions"]] == [
+        (TOPIC, 0)
+    ]
+    offline = status["offline_partitions"]
+    assert len(offline) == 1 and offline[0]["topic"] == SINGLE
+    assert offline[0]["replicas"] == [leader]
+
     # Back: it rejoins the ISR and, as the preferred replica, leads again.
     victim.start()
     _until(lambda: _state(nodes, TOPIC)[2] == [1, 2, 3], 60)
     _until(lambda: _state(nodes, TOPIC)[0] == leader, 30)
+    status = _cluster_status(bootstrap.split(",")[0])
+    assert status["under_replicated_partitions"] == status["offline_partitions"] == []
 
 
 def test_elect_leaders_preferred(cluster: Cluster) -> None:
