@@ -1,0 +1,317 @@
+"""A rolling restart of three `ottla serve` processes under a steady producer and a
+consumer group (issue 7), with confluent-kafka clients on loopback.
+
+A topic with replication factor 3 and min.insync.replicas=2, and `__consumer_offsets`
+with replication factor 3; an idempotent acks=all producer and a consumer group with
+manual synchronous commits run while each node in turn is stopped with SIGTERM and
+restarted, the next one only once the restarted node is back in every ISR. Proves:
+
+(1) every record the producer had acknowledged was consumed;
+(2) the group coordinator moved with the leadership of the group's `__consumer_offsets`
+    partition (its leader was stopped at least once) and the group's committed offsets
+    survived every move: `committed()` from a new consumer equals the last offsets whose
+    commit was acknowledged, and a new member of the group resumes from them (it reads
+    exactly the records produced afterwards, nothing before);
+(3) nothing committed was processed twice: a record is re-delivered only at or after
+    the last acknowledged commit of its partition (the at-least-once window between
+    commits), and the re-deliveries are printed.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ottla.broker.groups.coordinator import java_string_hashcode
+from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.test_cluster_quorum import FAST, _until
+from tests.integration.wire import Wire, metadata
+
+pytestmark = pytest.mark.timeout(240)
+
+CLUSTER_ID = "r0llingRestartClustr1"
+TOPIC = "rolling"
+PARTITIONS = 3
+GROUP = "rolling-group"
+OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_PARTITIONS = 6
+COMMIT_EVERY_S = 0.3
+PRODUCE_EVERY_S = 0.004
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
+    ports = {n: free_port() for n in (1, 2, 3)}
+    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
+    nodes = {
+        n: BrokerProcess(
+            tmp_path / f"node{n}",
+            ports[n],
+            [
+                f"node.id={n}",
+                f"controller.quorum.voters={voters}",
+                f"cluster.id={CLUSTER_ID}",
+                "broker.session.timeout.ms=3000",
+                "broker.heartbeat.interval.ms=500",
+                "replica.lag.time.max.ms=3000",
+                "replica.fetch.backoff.ms=100",
+                "offsets.topic.replication.factor=3",
+                f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
+                "group.initial.rebalance.delay.ms=0",
+                "group.min.session.timeout.ms=1000",
+                *FAST,
+            ],
+        )
+        for n in (1, 2, 3)
+    }
+    for node in nodes.values():
+        node.start()
+    yield nodes
+    for node in nodes.values():
+        node.stop(signal.SIGKILL)
+
+
+def _bootstrap(nodes: dict[int, BrokerProcess]) -> str:
+    return ",".join(n.bootstrap for n in nodes.values())
+
+
+def _partitions(nodes: dict[int, BrokerProcess], topic: str) -> dict[int, tuple[int, list[int]]]:
+    """{partition: (leader, isr)} of `topic`, asked of a live node ({} if none answers)."""
+    for node in nodes.values():
+        if node.process is None or node.process.poll() is not None:
+            continue
+        try:
+            with Wire(node.bootstrap) as wire:
+                response = metadata(wire, [topic], allow_auto=False)
+        except OSError:
+            continue
+        if not response.topics or not response.topics[0].partitions:
+            continue  # a restarted node still catching up with the metadata log
+        return {
+            int(p.partition_index): (int(p.leader_id), sorted(int(n) for n in p.isr_nodes))
+            for p in response.topics[0].partitions
+        }
+    return {}
+
+
+def _brokers(bootstrap: str) -> int:
+    with Wire(bootstrap) as wire:
+        return len(metadata(wire, [], allow_auto=False).brokers)
+
+
+def _all_in_sync(nodes: dict[int, BrokerProcess]) -> bool:
+    for topic, count in ((TOPIC, PARTITIONS), (OFFSETS_TOPIC, OFFSETS_PARTITIONS)):
+        state = _partitions(nodes, topic)
+        if len(state) != count or any(isr != [1, 2, 3] for _, isr in state.values()):
+            return False
+    return True
+
+
+def _create(bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: PLC0415
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(TOPIC, PARTITIONS, 3, config={"min.insync.replicas": "2"})]
+    )
+    futures[TOPIC].result(30)
+
+
+class _Producer(threading.Thread):
+    """Produces increasing integers (acks=all, idempotent) until stopped."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(daemon=True)
+        import confluent_kafka  # noqa: PLC0415
+
+        self.producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": 60000,
+                "topic.metadata.refresh.interval.ms": 500,
+            }
+        )
+        self.acked: list[int] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.next_value = 0
+
+    def _delivered(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self.errors.append(str(error))
+        else:
+            self.acked.append(int(message.value()))
+
+    def produce(self, value: int) -> None:
+        self.producer.produce(TOPIC, value=str(value).encode(), on_delivery=self._delivered)
+        self.producer.poll(0)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.produce(self.next_value)
+            self.next_value += 1
+            time.sleep(PRODUCE_EVERY_S)
+        assert self.producer.flush(60) == 0
+
+
+def _consumer(bootstrap: str) -> Any:
+    import confluent_kafka  # noqa: PLC0415
+
+    return confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": GROUP,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 4000,
+            "heartbeat.interval.ms": 500,
+            "topic.metadata.refresh.interval.ms": 500,
+        }
+    )
+
+
+class _Consumer(threading.Thread):
+    """Consumes and commits synchronously every COMMIT_EVERY_S; records, in order, each
+    record (partition, offset, value) and each acknowledged commit (partition, offset)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = _consumer(bootstrap)
+        self.events: list[tuple[str, int, int, int]] = []
+        self.commit_errors: list[str] = []
+        self.stopping = threading.Event()
+        self.committed: dict[int, int] = {}
+
+    def _commit(self) -> None:
+        import confluent_kafka  # noqa: PLC0415
+
+        try:
+            result = self.consumer.commit(asynchronous=False)
+        except confluent_kafka.KafkaException as error:
+            self.commit_errors.append(str(error))
+            return
+        for item in result or []:
+            if item.error is None and item.offset >= 0:
+                self.events.append(("commit", item.partition, item.offset, -1))
+                self.committed[item.partition] = item.offset
+
+    def run(self) -> None:
+        self.consumer.subscribe([TOPIC])
+        last_commit = time.monotonic()
+        while not self.stopping.is_set():
+            message = self.consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                self.events.append(
+                    ("record", message.partition(), message.offset(), int(message.value()))
+                )
+            if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                self._commit()
+                last_commit = time.monotonic()
+        self._commit()
+        self.consumer.close()
+
+    def values(self) -> set[int]:
+        return {value for kind, _, _, value in self.events if kind == "record"}
+
+
+def _group_partition() -> int:
+    return (java_string_hashcode(GROUP) & 0x7FFFFFFF) % OFFSETS_PARTITIONS
+
+
+def test_rolling_restart_keeps_records_and_committed_offsets(
+    cluster: dict[int, BrokerProcess],
+) -> None:
+    nodes = cluster
+    bootstrap = _bootstrap(nodes)
+    started = time.monotonic()
+    _until(lambda: _brokers(nodes[1].bootstrap) == 3, 30)
+    _create(bootstrap)
+    producer = _Producer(bootstrap)
+    consumer = _Consumer(bootstrap)
+    producer.start()
+    consumer.start()
+    _until(lambda: bool(consumer.committed), 30)  # the group is up and committing
+    _until(lambda: _all_in_sync(nodes), 30)
+    coordinators: list[int] = []
+    for node_id in (1, 2, 3):
+        time.sleep(2)  # steady traffic before each stop
+        coordinators.append(_partitions(nodes, OFFSETS_TOPIC)[_group_partition()][0])
+        nodes[node_id].stop(signal.SIGTERM)
+        time.sleep(1)
+        nodes[node_id].start()
+        _until(lambda: _all_in_sync(nodes), 45)
+    coordinators.append(_partitions(nodes, OFFSETS_TOPIC)[_group_partition()][0])
+    time.sleep(2)
+    producer.stopping.set()
+    producer.join(90)
+    acked = set(producer.acked)
+    _until(lambda: acked <= consumer.values(), 45)
+    consumer.stopping.set()
+    consumer.join(30)
+    final = dict(consumer.committed)
+    elapsed = time.monotonic() - started
+
+    # (1) every acknowledged record was consumed.
+    assert acked and not acked - consumer.values()
+
+    # (3) re-deliveries only at or after the last acknowledged commit of the partition.
+    committed: dict[int, int] = {}
+    next_offset: dict[int, int] = {}
+    redelivered = 0
+    for kind, partition, offset, _ in consumer.events:
+        if kind == "commit":
+            committed[partition] = max(committed.get(partition, 0), offset)
+            continue
+        if offset < next_offset.get(partition, 0):
+            redelivered += 1
+            assert offset >= committed.get(partition, 0), (
+                f"partition {partition} offset {offset} re-delivered below its "
+                f"acknowledged commit {committed[partition]}"
+            )
+        next_offset[partition] = max(next_offset.get(partition, 0), offset + 1)
+
+    # (2) the coordinator moved, and the committed offsets survived: a new member of the
+    # group sees them and resumes from them.
+    assert any(node_id == coordinators[i] for i, node_id in enumerate((1, 2, 3))), coordinators
+    assert set(final) == set(range(PARTITIONS))
+    import confluent_kafka  # noqa: PLC0415
+
+    late = _Producer(bootstrap)
+    fresh = [late.next_value + 1_000_000 + i for i in range(60)]
+    for value in fresh:
+        late.produce(value)
+    assert late.producer.flush(30) == 0 and set(late.acked) == set(fresh)
+    resumed = _consumer(bootstrap)
+    try:
+        stored = resumed.committed(
+            [confluent_kafka.TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=15
+        )
+        assert {tp.partition: tp.offset for tp in stored} == final
+        resumed.subscribe([TOPIC])
+        seen: dict[int, list[int]] = {}
+        values: list[int] = []
+        deadline = time.monotonic() + 30
+        while set(values) != set(fresh) and time.monotonic() < deadline:
+            message = resumed.poll(0.2)
+            if message is not None and message.error() is None:
+                seen.setdefault(message.partition(), []).append(message.offset())
+                values.append(int(message.value()))
+    finally:
+        resumed.close()
+    assert sorted(values) == sorted(fresh), "the new member resumed elsewhere than committed"
+    assert all(offsets[0] == final[p] for p, offsets in seen.items())
+    print(
+        f"rolling restart: {len(acked)} acknowledged records consumed, "
+        f"{redelivered} re-delivered after a commit, coordinators {coordinators}, "
+        f"{len(consumer.commit_errors)} failed commits, "
+        f"{len(producer.errors)} delivery errors, {elapsed:.1f} s"
+    )
