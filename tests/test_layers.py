@@ -38,6 +38,7 @@ PURE = [
     "cluster/controller/placement.py",
     "cluster/controller/leadership.py",
     "cluster/controller/fencing.py",
+    "cluster/controller/reassignment.py",
     "cluster/replication.py",
     "broker/groups/state.py",
     "broker/groups/records.py",

@@ -360,7 +360,8 @@ class Broker:
     # -- image application -----------------------------------------------------------
 
     def _apply_image(self, before: MetadataImage, after: MetadataImage) -> None:
-        """Open partitions this node hosts; close and delete those of removed topics."""
+        """Open partitions this node hosts; close and delete those of removed topics and
+        those reassigned away from this node."""
         for name, topic in before.topics_by_name.items():
             current = after.topics_by_name.get(name)
             if current is None or current.topic_id != topic.topic_id:
@@ -379,6 +380,9 @@ class Broker:
                 config = LogConfig()
             for index, partition in topic.partitions.items():
                 if self.node_id not in partition.replicas:
+                    if self.replicas.get(name, index) is not None:  # reassigned away
+                        self.replicas.remove_partition(name, index)
+                        log.info("partition_removed", topic=name, partition=index)
                     continue
                 self.replicas.open_partition(
                     name, index, topic.topic_id, config, properties, partition.leader_epoch, now

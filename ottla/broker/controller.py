@@ -25,6 +25,9 @@ wait for their commit (which applies them to the image), answer.
   becoming leader every registered broker gets a full session. With
   `auto.leader.rebalance.enable`, every `leader.imbalance.check.interval.seconds` the
   tick also moves leadership back to preferred replicas (leadership.preferred_imbalance).
+- Reassignments (KIP-455): an AlterPartition whose ISR change brings the last target
+  replica of a reassigning partition in sync also commits the switch to the target
+  replicas (reassignment.complete_reassignment), in the same write.
 - Controlled shutdown (`controlled_shutdown()`, called by Broker.stop before anything
   closes, when `controlled.shutdown.enable`): the heartbeat loop stops and this node
   sends BrokerHeartbeats with `want_shut_down` every `_SHUTDOWN_POLL_S` until the
@@ -415,7 +418,7 @@ class ControllerShell:
         partition_epoch: int,
         new_isr: tuple[int, ...],
     ) -> AlterPartitionResult:
-        from ottla.cluster import alter_partition  # noqa: PLC0415
+        from ottla.cluster import alter_partition, complete_reassignment  # noqa: PLC0415
 
         def decide(image: MetadataImage) -> tuple[list[MetadataRecord], AlterPartitionResult]:
             records, result = alter_partition(
@@ -428,6 +431,18 @@ class ControllerShell:
                 new_isr,
                 self.sessions.shutting_down,
             )
+            if records:  # the ISR change may complete a reassignment (KIP-455)
+                done = complete_reassignment(
+                    image.apply(records, image.offset),
+                    topic_id,
+                    partition_id,
+                    self.sessions.shutting_down,
+                )
+                if done:
+                    log.info(
+                        "reassignment_completed", topic_id=str(topic_id), partition=partition_id
+                    )
+                records = [*records, *done]
             if records:
                 log.info(
                     "isr_changed",

@@ -78,6 +78,8 @@ HANDLERS: dict[int, Handler] = {
     35: admin.handle_describe_log_dirs,
     37: controller.on_controller(admin.handle_create_partitions),
     43: controller.on_controller(leadership.handle_elect_leaders),
+    45: controller.on_controller(leadership.handle_alter_partition_reassignments),
+    46: controller.on_controller(leadership.handle_list_partition_reassignments),
     44: controller.on_controller(admin.handle_incremental_alter_configs),
     60: metadata.handle_describe_cluster,
     8: groups.handle_offset_commit,

@@ -500,6 +500,16 @@ class ReplicaManager:
         self.partitions[(topic, index)] = partition
         return partition
 
+    def remove_partition(self, topic: str, index: int) -> None:
+        """Close and delete one partition (this broker no longer replicates it)."""
+        partition = self.partitions.pop((topic, index), None)
+        if partition is not None:
+            partition.wake_waiters()
+            partition.log.delete()
+        directory = self.data_dir / f"{topic}-{index}"
+        if directory.is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
+
     def remove_topic(self, topic: str) -> None:
         """Close and delete every partition of `topic`."""
         for key in [k for k in self.partitions if k[0] == topic]:

@@ -19,6 +19,13 @@ from ottla.cluster.controller.leadership import (
     preferred_imbalance,
 )
 from ottla.cluster.controller.placement import assign_replicas
+from ottla.cluster.controller.reassignment import (
+    OngoingReassignment,
+    ReassignmentResult,
+    alter_reassignments,
+    complete_reassignment,
+    list_reassignments,
+)
 from ottla.cluster.controller.rules import (
     INTERNAL_TOPICS,
     NewTopic,
@@ -79,6 +86,7 @@ __all__ = [
     "NewTopic",
     "NotLeader",
     "NotLeaderError",
+    "OngoingReassignment",
     "PartitionChangeRecord",
     "PartitionImage",
     "PartitionRecord",
@@ -88,6 +96,7 @@ __all__ = [
     "RaftDriver",
     "RaftStorage",
     "RaftStorageError",
+    "ReassignmentResult",
     "RegisterBrokerRecord",
     "RemoveTopicRecord",
     "Role",
@@ -99,7 +108,9 @@ __all__ = [
     "Transport",
     "allocate_producer_ids",
     "alter_partition",
+    "alter_reassignments",
     "assign_replicas",
+    "complete_reassignment",
     "controlled_shutdown",
     "create_partitions",
     "create_topics",
@@ -108,6 +119,7 @@ __all__ = [
     "encode_payloads",
     "error_response",
     "fence",
+    "list_reassignments",
     "preferred_imbalance",
     "register",
     "request_source",

@@ -193,6 +193,8 @@ SUPPORTED_APIS = ApiRegistry(
         make_spec("incremental_alter_configs"),
         make_spec("describe_log_dirs"),
         make_spec("elect_leaders"),
+        make_spec("alter_partition_reassignments"),
+        make_spec("list_partition_reassignments"),
         make_spec("describe_cluster"),
         make_spec("find_coordinator"),
         make_spec("join_group"),

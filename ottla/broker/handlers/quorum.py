@@ -56,9 +56,9 @@ __all__ = [
 log = structlog.get_logger("ottla.quorum")
 
 # Requests the active controller decides: CreateTopics, DeleteTopics, AlterConfigs,
-# CreatePartitions, ElectLeaders, IncrementalAlterConfigs, BrokerRegistration,
-# BrokerHeartbeat, AllocateProducerIds.
-CONTROLLER_APIS = frozenset({19, 20, 33, 37, 43, 44, 56, 62, 63, 67})
+# CreatePartitions, ElectLeaders, AlterPartitionReassignments, ListPartitionReassignments,
+# IncrementalAlterConfigs, BrokerRegistration, BrokerHeartbeat, AllocateProducerIds.
+CONTROLLER_APIS = frozenset({19, 20, 33, 37, 43, 44, 45, 46, 56, 62, 63, 67})
 _FORWARD_TIMEOUT_S = 10.0
 
 

@@ -7,8 +7,9 @@ an image to concurrent requests without copying or locking.
 Rules, as Kafka's MetadataImage/TopicsDelta apply them:
 - TopicRecord creates a topic (name unique, id unique); PartitionRecord adds or
   replaces one partition of a known topic id.
-- PartitionChangeRecord changes leader / ISR / replicas; a leader change bumps the
-  leader epoch; every change bumps the partition epoch.
+- PartitionChangeRecord changes leader / ISR / replicas / removing and adding replicas
+  (a reassignment in progress); a leader change bumps the leader epoch; every change
+  bumps the partition epoch.
 - RemoveTopicRecord removes the topic, its partitions and its configs.
 - ConfigRecord sets (value) or deletes (None) one config of a topic or broker.
 - RegisterBrokerRecord adds or replaces a broker; BrokerRegistrationChangeRecord fences
@@ -50,6 +51,13 @@ class PartitionImage:
     leader: int
     leader_epoch: int
     partition_epoch: int
+    removing_replicas: tuple[int, ...] = ()
+    adding_replicas: tuple[int, ...] = ()
+
+    @property
+    def reassigning(self) -> bool:
+        """Whether a reassignment (KIP-455) is in progress."""
+        return bool(self.removing_replicas or self.adding_replicas)
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,8 @@ class MetadataImage:
                         record.leader,
                         record.leader_epoch,
                         record.partition_epoch,
+                        tuple(record.removing_replicas),
+                        tuple(record.adding_replicas),
                     ),
                 )
             elif isinstance(record, PartitionChangeRecord):
@@ -129,6 +139,12 @@ class MetadataImage:
                     leader=leader,
                     isr=old.isr if record.isr is None else tuple(record.isr),
                     replicas=old.replicas if record.replicas is None else tuple(record.replicas),
+                    removing_replicas=old.removing_replicas
+                    if record.removing_replicas is None
+                    else tuple(record.removing_replicas),
+                    adding_replicas=old.adding_replicas
+                    if record.adding_replicas is None
+                    else tuple(record.adding_replicas),
                     leader_epoch=old.leader_epoch + (1 if leader != old.leader else 0),
                     partition_epoch=old.partition_epoch + 1,
                 )

@@ -93,6 +93,8 @@ def image_records(image: MetadataImage) -> list[MetadataRecord]:
                     p.leader,
                     p.leader_epoch,
                     p.partition_epoch,
+                    p.removing_replicas,
+                    p.adding_replicas,
                 )
             )
         for name, value in sorted(topic.configs.items()):

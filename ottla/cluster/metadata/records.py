@@ -62,11 +62,14 @@ class PartitionRecord(MetadataRecord):
     leader: int
     leader_epoch: int = 0
     partition_epoch: int = 0
+    removing_replicas: tuple[int, ...] = ()
+    adding_replicas: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class PartitionChangeRecord(MetadataRecord):
-    """A change of leader and/or ISR and/or replicas; None means unchanged."""
+    """A change of leader and/or ISR and/or replicas and/or the replicas being removed or
+    added by a reassignment (KIP-455); None means unchanged."""
 
     TYPE: ClassVar[str] = "PartitionChangeRecord"
     topic_id: uuid.UUID
@@ -74,6 +77,8 @@ class PartitionChangeRecord(MetadataRecord):
     leader: int | None = None
     isr: tuple[int, ...] | None = None
     replicas: tuple[int, ...] | None = None
+    removing_replicas: tuple[int, ...] | None = None
+    adding_replicas: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
