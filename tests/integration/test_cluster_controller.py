@@ -99,7 +99,7 @@ def _produce_consume_confluent(bootstrap: str) -> set[str]:
     ):
         message = consumer.poll(0.5)
         if message is not None and message.error() is None:
-            seen.add(message.value().decode())
+            seen.add((message.value() or b"").decode())
     consumer.close()
     return seen
 
@@ -243,8 +243,9 @@ def test_controller_spreads_routes_fences_and_unfences(
     led = {p for p, (leader, _, _) in partitions.items() if leader == victim}
     assert led
     others = [n for n in nodes if n != victim]
-    assert nodes[victim].process is not None
-    nodes[victim].process.send_signal(signal.SIGSTOP)
+    victim_process = nodes[victim].process
+    assert victim_process is not None
+    victim_process.send_signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
 
     def fenced() -> bool:
@@ -262,7 +263,7 @@ def test_controller_spreads_routes_fences_and_unfences(
     assert {b["node_id"]: b["fenced"] for b in status["brokers"]}[victim] is True
 
     # (4) SIGCONT: unfenced, leads again with a higher epoch, data readable.
-    nodes[victim].process.send_signal(signal.SIGCONT)
+    victim_process.send_signal(signal.SIGCONT)
     resumed_at = time.monotonic()
 
     def back() -> bool:
