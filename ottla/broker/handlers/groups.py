@@ -108,25 +108,32 @@ def _client_host(connection: Connection) -> str:
 async def _find_coordinator_after_topic(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
-    """Create `__consumer_offsets` through the quorum, then answer FindCoordinator."""
+    """Create `__consumer_offsets` through the quorum, then answer FindCoordinator (with
+    COORDINATOR_NOT_AVAILABLE while this node has not applied the new topic yet)."""
     await _coordinator(broker).ensure_topic()
-    return handle_find_coordinator(broker, connection, request)
+    return _answer_find_coordinator(broker, request)
 
 
 def handle_find_coordinator(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
     """FindCoordinator v0-v6.
 
     v1 adds key_type (0 GROUP, 1 TRANSACTION) and error_message; v4 batches keys in
-    `coordinator_keys` and answers one Coordinator per key. On one node every key's
-    coordinator is this node. A GROUP lookup creates `__consumer_offsets` if it is
+    `coordinator_keys` and answers one Coordinator per key: the leader of the group's
+    `__consumer_offsets` partition (COORDINATOR_NOT_AVAILABLE while it has none). A GROUP
+    lookup creates `__consumer_offsets` if it is
     missing (as Kafka does). Another key type is INVALID_REQUEST.
     Simplified: no authorization (no GROUP/TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
     """
+    key_type = int(getattr(request.body, "key_type", GROUP_KEY_TYPE))
+    if key_type == GROUP_KEY_TYPE and _coordinator(broker).topic_missing():
+        return _find_coordinator_after_topic(broker, connection, request)
+    return _answer_find_coordinator(broker, request)
+
+
+def _answer_find_coordinator(broker: Broker, request: DecodedRequest) -> Any:
     body = request.body
     version = request.api_version
     key_type = int(getattr(body, "key_type", GROUP_KEY_TYPE))
-    if key_type == GROUP_KEY_TYPE and _coordinator(broker).topic_missing():
-        return _find_coordinator_after_topic(broker, connection, request)
     keys = list(body.coordinator_keys) if version >= 4 else [body.key]
     node_id, host, port = -1, "", -1
     wanted = _coordinator_node(broker, keys[0] if keys else "", key_type)
@@ -290,7 +297,14 @@ def handle_sync_group(broker: Broker, connection: Connection, request: DecodedRe
     body = request.body
     error = _not_here(broker, body.group_id)
     if error is not ErrorCode.none:
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
+        return make(
+            response_type(request),
+            throttle_time=NO_THROTTLE,
+            error_code=error,
+            protocol_type=None,
+            protocol_name=None,
+            assignment=b"",
+        )
     future = _coordinator(broker).sync(
         body.group_id,
         int(body.generation_id),
