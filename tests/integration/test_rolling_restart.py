@@ -6,7 +6,9 @@ with replication factor 3; an idempotent acks=all producer and a consumer group 
 manual synchronous commits run while each node in turn is stopped with SIGTERM and
 restarted, the next one only once the restarted node is back in every ISR. Proves:
 
-(1) every record the producer had acknowledged was consumed;
+(1) every record the producer had acknowledged was consumed, and every record is stored
+    once (the idempotent producer's state moved with partition leadership: its retries
+    to a new leader were deduplicated);
 (2) the group coordinator moved with the leadership of the group's `__consumer_offsets`
     partition (its leader was stopped at least once) and the group's committed offsets
     survived every move: `committed()` from a new consumer equals the last offsets whose
@@ -260,8 +262,14 @@ def test_rolling_restart_keeps_records_and_committed_offsets(
     final = dict(consumer.committed)
     elapsed = time.monotonic() - started
 
-    # (1) every acknowledged record was consumed.
+    # (1) every acknowledged record was consumed, each stored once: the idempotent
+    # producer's retries across leader moves were deduplicated by the new leaders.
     assert acked and not acked - consumer.values()
+    assert not producer.errors, producer.errors[:5]
+    placed: dict[int, tuple[int, int]] = {}
+    for kind, partition, offset, value in consumer.events:
+        if kind == "record":
+            assert placed.setdefault(value, (partition, offset)) == (partition, offset), value
 
     # (3) re-deliveries only at or after the last acknowledged commit of the partition.
     committed: dict[int, int] = {}
