@@ -1,8 +1,9 @@
 """aiokafka and kafka-python producers and consumers ride through a leader failover (issue 7).
 
-Three `ottla serve` processes on loopback (the same settings as test_replication.py: a
-3 s `broker.session.timeout.ms`), one topic with one partition, replication factor 3
-and min.insync.replicas=2. For each client library, on a fresh cluster:
+Three `ottla serve` processes, each in its own network namespace (tests/netns/harness.py;
+a 3 s `broker.session.timeout.ms`, fast quorum timeouts), one topic with one partition,
+replication factor 3 and min.insync.replicas=2. For each client library, on a fresh
+cluster, with the clients connecting to every node's own address:
 
 - a consumer (assigned partition 0 from offset 0, no group) reads all along;
 - an idempotent acks=all producer with retries sends numbered records, paced, and
@@ -17,27 +18,22 @@ and min.insync.replicas=2. For each client library, on a fresh cluster:
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as AioTopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 
-from tests.integration.conftest import BrokerProcess, free_port
-from tests.integration.test_cluster_quorum import FAST, _until
-from tests.integration.test_replication import _bootstrap, _brokers, _create, _state
+from tests.integration.wire import Wire, metadata
+from tests.netns.harness import NetnsCluster, until
 
-pytestmark = pytest.mark.timeout(150)
-
-CLUSTER_ID = "failoverClientsClust1"
 SESSION_MS = 3000
 TOPIC = "failover"
 BEFORE_KILL = 300  # records acknowledged before the leader is killed
@@ -46,33 +42,18 @@ PACE_S = 0.002  # between sends: production is continuous, not one burst
 PRODUCE_DEADLINE_S = 60.0
 CONSUME_DEADLINE_S = 30.0
 
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                f"cluster.id={CLUSTER_ID}",
-                f"broker.session.timeout.ms={SESSION_MS}",
-                "broker.heartbeat.interval.ms=500",
-                "replica.lag.time.max.ms=3000",
-                "replica.fetch.backoff.ms=100",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()
-    yield nodes
-    for node in nodes.values():
-        node.stop(signal.SIGKILL)
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.netns_overrides(
+        f"broker.session.timeout.ms={SESSION_MS}",
+        "broker.heartbeat.interval.ms=500",
+        "replica.lag.time.max.ms=3000",
+        "replica.fetch.backoff.ms=100",
+        "controller.quorum.election.timeout.ms=500",
+        "controller.quorum.fetch.timeout.ms=1000",
+        "controller.quorum.request.timeout.ms=1000",
+    ),
+]
 
 
 @dataclass
@@ -108,31 +89,49 @@ class Outcome:
         return self.killed_at is not None and self.acked_after_kill() >= AFTER_KILL
 
 
-def _prepare(cluster: dict[int, BrokerProcess]) -> tuple[str, int, int]:
+def _state(cluster: NetnsCluster) -> tuple[int, int, list[int]]:
+    """(leader, leader epoch, isr) of partition 0 of TOPIC, asked of a live node."""
+    for node in cluster.nodes.values():
+        if not node.running:
+            continue
+        try:
+            with Wire(node.bootstrap) as wire:
+                response = metadata(wire, [TOPIC], allow_auto=False)
+        except OSError:
+            continue
+        if not response.topics or not response.topics[0].partitions:
+            continue  # a node still catching up with the metadata log
+        partition = response.topics[0].partitions[0]
+        return (
+            int(partition.leader_id),
+            int(partition.leader_epoch),
+            sorted(int(n) for n in partition.isr_nodes),
+        )
+    raise AssertionError("no live node answered Metadata")
+
+
+def _prepare(cluster: NetnsCluster) -> tuple[str, int, int]:
     """Bootstrap, leader and leader epoch of the topic, once all three are in its ISR."""
-    bootstrap = _bootstrap(cluster)
-    _until(lambda: _brokers(cluster[1].bootstrap) == 3, 30)
-    _create(bootstrap, TOPIC, 2)
-    _until(lambda: _state(cluster, TOPIC)[2] == [1, 2, 3], 30)
-    leader, epoch, _ = _state(cluster, TOPIC)
-    assert leader in cluster
+    bootstrap = cluster.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(TOPIC, 1, 3, config={"min.insync.replicas": "2"})])
+    futures[TOPIC].result(30)
+    until(lambda: _state(cluster)[2] == [1, 2, 3], 30, "an ISR of three")
+    leader, epoch, _ = _state(cluster)
+    assert leader in cluster.nodes
     return bootstrap, leader, epoch
 
 
-def _kill(cluster: dict[int, BrokerProcess], leader: int, outcome: Outcome) -> None:
-    process = cluster[leader].process
-    assert process is not None
+def _kill(cluster: NetnsCluster, leader: int, outcome: Outcome) -> None:
     outcome.killed_at = time.monotonic()
     outcome.first_sent_after_kill = outcome.sent
-    process.send_signal(signal.SIGKILL)
+    cluster.kill(leader)  # SIGKILL, and wait for the process to be gone
 
 
-def _check(
-    name: str, cluster: dict[int, BrokerProcess], leader: int, epoch: int, outcome: Outcome
-) -> None:
+def _check(name: str, cluster: NetnsCluster, leader: int, epoch: int, outcome: Outcome) -> None:
     assert outcome.killed_at is not None
-    cluster[leader].process.wait(10)  # type: ignore[union-attr]
-    new_leader, new_epoch, isr = _state(cluster, TOPIC)
+    assert not cluster.nodes[leader].running
+    new_leader, new_epoch, isr = _state(cluster)
     assert new_leader not in (leader, -1)
     assert new_epoch > epoch
     assert leader not in isr
@@ -160,9 +159,8 @@ def _consumed_all(outcome: Outcome) -> bool:
     return outcome.acked <= set(outcome.consumed)
 
 
-async def test_aiokafka_rides_through_leader_failover(
-    cluster: dict[int, BrokerProcess],
-) -> None:
+async def test_aiokafka_rides_through_leader_failover(netns_cluster: NetnsCluster) -> None:
+    cluster = netns_cluster
     bootstrap, leader, epoch = await asyncio.to_thread(_prepare, cluster)
     outcome = Outcome()
     stop_consuming = asyncio.Event()
@@ -227,9 +225,8 @@ async def test_aiokafka_rides_through_leader_failover(
     await asyncio.to_thread(_check, "aiokafka", cluster, leader, epoch, outcome)
 
 
-def test_kafka_python_rides_through_leader_failover(
-    cluster: dict[int, BrokerProcess],
-) -> None:
+def test_kafka_python_rides_through_leader_failover(netns_cluster: NetnsCluster) -> None:
+    cluster = netns_cluster
     bootstrap, leader, epoch = _prepare(cluster)
     outcome = Outcome()
     lock = threading.Lock()
@@ -264,14 +261,14 @@ def test_kafka_python_rides_through_leader_failover(
         linger_ms=2,
     )
 
-    def delivered(value: int) -> object:
+    def delivered(value: int) -> Callable[[object], None]:
         def ok(_metadata: object) -> None:
             with lock:
                 outcome.on_ack(value)
 
         return ok
 
-    def failed(value: int) -> object:
+    def failed(value: int) -> Callable[[BaseException], None]:
         def error(exception: BaseException) -> None:
             with lock:
                 outcome.failed[value] = repr(exception)

@@ -1,10 +1,14 @@
-"""A rolling restart of three `ottla serve` processes under a steady producer and a
-consumer group (issue 7), with confluent-kafka clients on loopback.
+"""A rolling restart of three `ottla serve` processes, each in its own network namespace
+(tests/netns/harness.py), under a steady producer and a consumer group (issue 7), with
+confluent-kafka clients connecting to every node's own address.
 
 A topic with replication factor 3 and min.insync.replicas=2, and `__consumer_offsets`
 with replication factor 3; an idempotent acks=all producer and a consumer group with
 manual synchronous commits run while each node in turn is stopped with SIGTERM and
-restarted, the next one only once the restarted node is back in every ISR. Proves:
+restarted on its data dir. Before each stop the producer and the group must have made
+progress (records acknowledged, commits acknowledged); a stopped node is restarted once
+it leads no partition of either topic any more; the next node is stopped only once the
+restarted one is back in every ISR. Proves:
 
 (1) every record the producer had acknowledged was consumed, and every record is stored
     once (the idempotent producer's state moved with partition leadership: its retries
@@ -24,20 +28,16 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ottla.broker.groups.coordinator import java_string_hashcode
-from tests.integration.conftest import BrokerProcess, free_port
-from tests.integration.test_cluster_quorum import FAST, _until
 from tests.integration.wire import Wire, metadata
+from tests.netns.harness import NetnsCluster, until
 
-pytestmark = pytest.mark.timeout(240)
-
-CLUSTER_ID = "r0llingRestartClustr1"
 TOPIC = "rolling"
 PARTITIONS = 3
 GROUP = "rolling-group"
@@ -45,48 +45,31 @@ OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_PARTITIONS = 6
 COMMIT_EVERY_S = 0.3
 PRODUCE_EVERY_S = 0.004
+STEADY_ACKS = 300  # records acknowledged between two stops (steady traffic)
+STEADY_COMMITS = 2  # commits acknowledged between two stops
+
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.netns_overrides(
+        "broker.session.timeout.ms=3000",
+        "broker.heartbeat.interval.ms=500",
+        "replica.lag.time.max.ms=3000",
+        "replica.fetch.backoff.ms=100",
+        "offsets.topic.replication.factor=3",
+        f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
+        "group.initial.rebalance.delay.ms=0",
+        "group.min.session.timeout.ms=1000",
+        "controller.quorum.election.timeout.ms=500",
+        "controller.quorum.fetch.timeout.ms=1000",
+        "controller.quorum.request.timeout.ms=1000",
+    ),
+]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                f"cluster.id={CLUSTER_ID}",
-                "broker.session.timeout.ms=3000",
-                "broker.heartbeat.interval.ms=500",
-                "replica.lag.time.max.ms=3000",
-                "replica.fetch.backoff.ms=100",
-                "offsets.topic.replication.factor=3",
-                f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
-                "group.initial.rebalance.delay.ms=0",
-                "group.min.session.timeout.ms=1000",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()
-    yield nodes
-    for node in nodes.values():
-        node.stop(signal.SIGKILL)
-
-
-def _bootstrap(nodes: dict[int, BrokerProcess]) -> str:
-    return ",".join(n.bootstrap for n in nodes.values())
-
-
-def _partitions(nodes: dict[int, BrokerProcess], topic: str) -> dict[int, tuple[int, list[int]]]:
+def _partitions(cluster: NetnsCluster, topic: str) -> dict[int, tuple[int, list[int]]]:
     """{partition: (leader, isr)} of `topic`, asked of a live node ({} if none answers)."""
-    for node in nodes.values():
-        if node.process is None or node.process.poll() is not None:
+    for node in cluster.nodes.values():
+        if not node.running:
             continue
         try:
             with Wire(node.bootstrap) as wire:
@@ -102,22 +85,24 @@ def _partitions(nodes: dict[int, BrokerProcess], topic: str) -> dict[int, tuple[
     return {}
 
 
-def _brokers(bootstrap: str) -> int:
-    with Wire(bootstrap) as wire:
-        return len(metadata(wire, [], allow_auto=False).brokers)
-
-
-def _all_in_sync(nodes: dict[int, BrokerProcess]) -> bool:
+def _all_in_sync(cluster: NetnsCluster) -> bool:
     for topic, count in ((TOPIC, PARTITIONS), (OFFSETS_TOPIC, OFFSETS_PARTITIONS)):
-        state = _partitions(nodes, topic)
+        state = _partitions(cluster, topic)
         if len(state) != count or any(isr != [1, 2, 3] for _, isr in state.values()):
             return False
     return True
 
 
-def _create(bootstrap: str) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: PLC0415
+def _leads_nothing(cluster: NetnsCluster, node_id: int) -> bool:
+    """No partition of either topic is led by `node_id` (as a live node sees it)."""
+    for topic, count in ((TOPIC, PARTITIONS), (OFFSETS_TOPIC, OFFSETS_PARTITIONS)):
+        state = _partitions(cluster, topic)
+        if len(state) != count or any(leader in (node_id, -1) for leader, _ in state.values()):
+            return False
+    return True
 
+
+def _create(bootstrap: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
         [NewTopic(TOPIC, PARTITIONS, 3, config={"min.insync.replicas": "2"})]
@@ -130,8 +115,6 @@ class _Producer(threading.Thread):
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(daemon=True)
-        import confluent_kafka  # noqa: PLC0415
-
         self.producer = confluent_kafka.Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -146,6 +129,7 @@ class _Producer(threading.Thread):
         self.errors: list[str] = []
         self.stopping = threading.Event()
         self.next_value = 0
+        self.unflushed = -1
 
     def _delivered(self, error: Any, message: Any) -> None:
         if error is not None:
@@ -161,13 +145,11 @@ class _Producer(threading.Thread):
         while not self.stopping.is_set():
             self.produce(self.next_value)
             self.next_value += 1
-            time.sleep(PRODUCE_EVERY_S)
-        assert self.producer.flush(60) == 0
+            time.sleep(PRODUCE_EVERY_S)  # pacing the producer, not waiting for an event
+        self.unflushed = self.producer.flush(60)
 
 
 def _consumer(bootstrap: str) -> Any:
-    import confluent_kafka  # noqa: PLC0415
-
     return confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -190,12 +172,11 @@ class _Consumer(threading.Thread):
         self.consumer = _consumer(bootstrap)
         self.events: list[tuple[str, int, int, int]] = []
         self.commit_errors: list[str] = []
+        self.commits = 0  # acknowledged commit calls
         self.stopping = threading.Event()
         self.committed: dict[int, int] = {}
 
     def _commit(self) -> None:
-        import confluent_kafka  # noqa: PLC0415
-
         try:
             result = self.consumer.commit(asynchronous=False)
         except confluent_kafka.KafkaException as error:
@@ -205,6 +186,7 @@ class _Consumer(threading.Thread):
             if item.error is None and item.offset >= 0:
                 self.events.append(("commit", item.partition, item.offset, -1))
                 self.committed[item.partition] = item.offset
+        self.commits += 1
 
     def run(self) -> None:
         self.consumer.subscribe([TOPIC])
@@ -222,41 +204,57 @@ class _Consumer(threading.Thread):
         self.consumer.close()
 
     def values(self) -> set[int]:
-        return {value for kind, _, _, value in self.events if kind == "record"}
+        return {value for kind, _, _, value in list(self.events) if kind == "record"}
 
 
 def _group_partition() -> int:
     return (java_string_hashcode(GROUP) & 0x7FFFFFFF) % OFFSETS_PARTITIONS
 
 
-def test_rolling_restart_keeps_records_and_committed_offsets(
-    cluster: dict[int, BrokerProcess],
-) -> None:
-    nodes = cluster
-    bootstrap = _bootstrap(nodes)
+def _steady(producer: _Producer, consumer: _Consumer) -> None:
+    """Wait until the producer has STEADY_ACKS more records acknowledged and the group
+    STEADY_COMMITS more commits acknowledged than now."""
+    acked, commits = len(producer.acked), consumer.commits
+
+    def progressed() -> bool:
+        return (
+            len(producer.acked) >= acked + STEADY_ACKS
+            and consumer.commits >= commits + STEADY_COMMITS
+        )
+
+    until(progressed, 45, "steady produce and commit")
+
+
+def test_rolling_restart_keeps_records_and_committed_offsets(netns_cluster: NetnsCluster) -> None:
+    cluster = netns_cluster
+    bootstrap = cluster.bootstrap_servers
     started = time.monotonic()
-    _until(lambda: _brokers(nodes[1].bootstrap) == 3, 30)
     _create(bootstrap)
     producer = _Producer(bootstrap)
     consumer = _Consumer(bootstrap)
     producer.start()
     consumer.start()
-    _until(lambda: bool(consumer.committed), 30)  # the group is up and committing
-    _until(lambda: _all_in_sync(nodes), 30)
+    until(lambda: bool(consumer.committed), 30, "the group is up and committing")
+    until(lambda: _all_in_sync(cluster), 30, "every partition with an ISR of three")
     coordinators: list[int] = []
     for node_id in (1, 2, 3):
-        time.sleep(2)  # steady traffic before each stop
-        coordinators.append(_partitions(nodes, OFFSETS_TOPIC)[_group_partition()][0])
-        nodes[node_id].stop(signal.SIGTERM)
-        time.sleep(1)
-        nodes[node_id].start()
-        _until(lambda: _all_in_sync(nodes), 45)
-    coordinators.append(_partitions(nodes, OFFSETS_TOPIC)[_group_partition()][0])
-    time.sleep(2)
+        _steady(producer, consumer)
+        coordinators.append(_partitions(cluster, OFFSETS_TOPIC)[_group_partition()][0])
+        cluster.kill(node_id, signal.SIGTERM)
+        until(
+            lambda node_id=node_id: _leads_nothing(cluster, node_id),  # type: ignore[misc]
+            30,
+            f"leadership moved off the stopped node {node_id}",
+        )
+        cluster.start(node_id)
+        until(lambda: _all_in_sync(cluster), 45, f"node {node_id} back in every ISR")
+    coordinators.append(_partitions(cluster, OFFSETS_TOPIC)[_group_partition()][0])
+    _steady(producer, consumer)
     producer.stopping.set()
     producer.join(90)
+    assert not producer.is_alive() and producer.unflushed == 0, "the producer did not flush"
     acked = set(producer.acked)
-    _until(lambda: acked <= consumer.values(), 45)
+    until(lambda: acked <= consumer.values(), 45, "every acknowledged record consumed")
     consumer.stopping.set()
     consumer.join(30)
     final = dict(consumer.committed)
@@ -266,10 +264,10 @@ def test_rolling_restart_keeps_records_and_committed_offsets(
     # producer's retries across leader moves were deduplicated by the new leaders.
     assert acked and not acked - consumer.values()
     assert not producer.errors, producer.errors[:5]
-    placed: dict[int, tuple[int, int]] = {}
+    stored_at: dict[int, tuple[int, int]] = {}
     for kind, partition, offset, value in consumer.events:
         if kind == "record":
-            assert placed.setdefault(value, (partition, offset)) == (partition, offset), value
+            assert stored_at.setdefault(value, (partition, offset)) == (partition, offset), value
 
     # (3) re-deliveries only at or after the last acknowledged commit of the partition.
     committed: dict[int, int] = {}
@@ -291,8 +289,6 @@ def test_rolling_restart_keeps_records_and_committed_offsets(
     # group sees them and resumes from them.
     assert any(node_id == coordinators[i] for i, node_id in enumerate((1, 2, 3))), coordinators
     assert set(final) == set(range(PARTITIONS))
-    import confluent_kafka  # noqa: PLC0415
-
     late = _Producer(bootstrap)
     fresh = [late.next_value + 1_000_000 + i for i in range(60)]
     for value in fresh:
