@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_parser(commands)
     groups.add_parser(commands)
     cluster.add_parser(commands)
+    commands.add_parser(
+        "config", help="print every property with its default (docs/configuration.md)"
+    )
     return parser
 
 
@@ -133,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "config":
+        from ottla.config import render_markdown  # noqa: PLC0415 - keep --version fast
+
+        print(render_markdown(), end="")
+        return 0
     if args.command in ("topics", "groups", "cluster"):
         runner = {"topics": topics.run, "groups": groups.run, "cluster": cluster.run}
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ottla.config import ConfigError, Listener, load_config, parse_properties
+from ottla.config import ConfigError, Listener, load_config, parse_properties, render_markdown
 
 
 def test_defaults_serve_a_laptop() -> None:
@@ -105,3 +105,11 @@ def test_topic_defaults_follow_broker_properties() -> None:
     assert config.topic_default("retention.ms") == "3600000"
     assert config.topic_default("cleanup.policy") == "delete"
     assert config.topic_default("max.message.bytes") == "1048588"
+
+
+def test_docs_configuration_md_is_generated_from_the_definitions() -> None:
+    # docs/configuration.md is `ottla config`'s output; regenerate it when this fails:
+    # python -m ottla config > docs/configuration.md
+    path = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    assert path.read_text() == render_markdown()
+    assert "`log.dirs`" in path.read_text()
