@@ -294,7 +294,20 @@ class ControllerShell:
 
     async def controlled_shutdown(self) -> bool:
         """Move this node's leadership away before it stops (module docstring); whether
-        the controller confirmed within the timeout."""
+        the controller confirmed within `controlled.shutdown.timeout.ms`.
+
+        The whole exchange is bounded by that timeout: the last node of a cluster has
+        no quorum left to commit its shutdown, and its calls to the controller would
+        otherwise keep retrying well past it (15 s seen).
+        """
+        timeout_s = self.controlled_shutdown_timeout_ms / 1000
+        try:
+            return await asyncio.wait_for(self._controlled_shutdown(), timeout_s)
+        except TimeoutError:
+            log.warning("controlled_shutdown_incomplete", node_id=self.broker.node_id)
+            return False
+
+    async def _controlled_shutdown(self) -> bool:
         raft = self.broker.raft
         if (
             not self.controlled_shutdown_enabled
