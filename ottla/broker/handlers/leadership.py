@@ -12,6 +12,7 @@ leaders have taken over (Kafka waits for that up to `timeout_ms`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
@@ -39,6 +40,40 @@ __all__ = [
 ]
 
 
+def _partition_errors_by_topic(
+    results: Sequence[ElectionResult | ReassignmentResult],
+    topic_cls: Any,
+    topic_field: str,
+    partitions_field: str,
+    partition_cls: Any,
+    index_field: str,
+) -> tuple[Any, ...]:
+    """Per-partition (error code, message) results grouped into kio topic entries,
+    in the order the topics first appear: ElectLeaders and AlterPartitionReassignments
+    answer in this same shape under different field names."""
+    by_topic: dict[str, list[ElectionResult | ReassignmentResult]] = {}
+    for result in results:
+        by_topic.setdefault(result.topic, []).append(result)
+    return tuple(
+        make(
+            topic_cls,
+            **{
+                topic_field: topic,
+                partitions_field: tuple(
+                    make(
+                        partition_cls,
+                        **{index_field: r.partition_id},
+                        error_code=r.error_code,
+                        error_message=r.error_message,
+                    )
+                    for r in items
+                ),
+            },
+        )
+        for topic, items in by_topic.items()
+    )
+
+
 async def handle_elect_leaders(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
@@ -59,28 +94,17 @@ async def handle_elect_leaders(
         return elect_leaders(image, election_type, wanted, shutting_down)
 
     results = await broker.controller.write(decide)
-    by_topic: dict[str, list[ElectionResult]] = {}
-    for result in results:
-        by_topic.setdefault(result.topic, []).append(result)
     return make(
         response_type(request),
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
-        replica_election_results=tuple(
-            make(
-                module.ReplicaElectionResult,
-                topic=topic,
-                partition_result=tuple(
-                    make(
-                        module.PartitionResult,
-                        partition_id=r.partition_id,
-                        error_code=r.error_code,
-                        error_message=r.error_message,
-                    )
-                    for r in items
-                ),
-            )
-            for topic, items in by_topic.items()
+        replica_election_results=_partition_errors_by_topic(
+            results,
+            module.ReplicaElectionResult,
+            "topic",
+            "partition_result",
+            module.PartitionResult,
+            "partition_id",
         ),
     )
 
@@ -132,29 +156,18 @@ async def handle_alter_partition_reassignments(
         return records, [by_key[(name, index)] for name, index, _ in wanted]
 
     results = await broker.controller.write(decide)
-    by_topic: dict[str, list[ReassignmentResult]] = {}
-    for result in results:
-        by_topic.setdefault(result.topic, []).append(result)
     return make(
         response_type(request),
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
         error_message=None,
-        responses=tuple(
-            make(
-                module.ReassignableTopicResponse,
-                name=topic,
-                partitions=tuple(
-                    make(
-                        module.ReassignablePartitionResponse,
-                        partition_index=r.partition_id,
-                        error_code=r.error_code,
-                        error_message=r.error_message,
-                    )
-                    for r in items
-                ),
-            )
-            for topic, items in by_topic.items()
+        responses=_partition_errors_by_topic(
+            results,
+            module.ReassignableTopicResponse,
+            "name",
+            "partitions",
+            module.ReassignablePartitionResponse,
+            "partition_index",
         ),
     )
 
