@@ -10,12 +10,19 @@ Every request has a timeout; on timeout the connection is closed (a late respons
 never be matched to a newer request) and the caller gets TimeoutError. Connection
 failures are OSError/ConnectionError; malformed responses ProtocolError. No retries here:
 the Raft core's timers decide when to ask again.
+
+`on_lost(node_id, lane)`, when given, is called once for each open connection that
+closes for any reason other than `close()` of the whole client: the broker heartbeats at
+once on a new connection when the one to the active controller breaks, so the
+controller's fast fencing of a broker whose connection dropped (fencing.Sessions) never
+catches a live one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -48,9 +55,15 @@ def parse_voters(text: list[str] | str) -> dict[int, tuple[str, int]]:
 
 
 class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._on_close = on_close
         self._pending: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
         self._next_correlation = 1
         self.closed = False
@@ -111,13 +124,20 @@ class _Connection:
             self._writer.close()
         if self._task is not asyncio.current_task():
             self._task.cancel()
+        if self._on_close is not None:
+            self._on_close()
 
 
 class NodeClient:
     """Connections to other nodes by node id (see the module docstring)."""
 
-    def __init__(self, addresses: dict[int, tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        addresses: dict[int, tuple[str, int]],
+        on_lost: Callable[[int, str], None] | None = None,
+    ) -> None:
         self.addresses = dict(addresses)
+        self._on_lost = on_lost
         self._connections: dict[tuple[int, str], _Connection] = {}
         self._connecting: dict[tuple[int, str], asyncio.Future[_Connection]] = {}
         self._closed = False
@@ -137,14 +157,14 @@ class NodeClient:
             return connection
         connecting = self._connecting.get(key)
         if connecting is None:
-            connecting = asyncio.ensure_future(self._open(node_id))
+            connecting = asyncio.ensure_future(self._open(node_id, lane))
             self._connecting[key] = connecting
             connecting.add_done_callback(lambda _f: self._connecting.pop(key, None))
         connection = await asyncio.shield(connecting)
         self._connections[key] = connection
         return connection
 
-    async def _open(self, node_id: int) -> _Connection:
+    async def _open(self, node_id: int, lane: str) -> _Connection:
         address = self.addresses.get(node_id)
         if address is None:
             raise ConnectionError(f"no address for node {node_id}")
@@ -153,7 +173,11 @@ class NodeClient:
             asyncio.open_connection(host, port), _CONNECT_TIMEOUT_S
         )
         _log.debug("rpc.connected", node_id=node_id, host=host, port=port)
-        return _Connection(reader, writer)
+        return _Connection(reader, writer, lambda: self._lost(node_id, lane))
+
+    def _lost(self, node_id: int, lane: str) -> None:
+        if self._on_lost is not None and not self._closed:
+            self._on_lost(node_id, lane)
 
     async def close(self) -> None:
         self._closed = True
