@@ -42,6 +42,7 @@ PURE = [
     "cluster/replication.py",
     "broker/groups/state.py",
     "broker/groups/records.py",
+    "broker/groups/record_fields.py",
     "broker/groups/consumer_state.py",
     "broker/groups/consumer_records.py",
 ]

@@ -57,12 +57,12 @@ from ottla.broker.groups.consumer_records import (
     encode_consumer_value,
 )
 from ottla.broker.groups.consumer_state import ConsumerGroupConfig
+from ottla.broker.groups.record_fields import RecordDecodeError
 from ottla.broker.groups.records import (
     GroupMetadataKey,
     GroupMetadataValue,
     OffsetCommitKey,
     OffsetCommitValue,
-    RecordDecodeError,
     decode_group_metadata_value,
     decode_key,
     decode_offset_commit_value,

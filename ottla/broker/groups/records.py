@@ -2,8 +2,8 @@
 
 Written from the facts of Kafka's group-coordinator record schemas; both key and
 value start with an int16 version, followed by the fields in schema order (non-
-flexible versions: int16-length strings, -1 for null; int32-length bytes; int32
-array counts):
+flexible versions, encoded by `record_fields`: int16-length strings, -1 for null;
+int32-length bytes; int32 array counts):
 
 - OffsetCommitKey v1: group, topic, partition (int32). Versions 0 and 1 share it.
 - OffsetCommitValue v3: offset (int64), leaderEpoch (int32), metadata,
@@ -22,8 +22,9 @@ versions (the KIP-848 consumer-group records, version 3 and above) are reported 
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
+
+from ottla.broker.groups.record_fields import RecordDecodeError, RecordReader, RecordWriter
 
 __all__ = [
     "GroupMetadataKey",
@@ -31,7 +32,6 @@ __all__ = [
     "MemberMetadata",
     "OffsetCommitKey",
     "OffsetCommitValue",
-    "RecordDecodeError",
     "decode_group_metadata_value",
     "decode_key",
     "decode_offset_commit_value",
@@ -44,14 +44,6 @@ OFFSET_COMMIT_KEY_VERSION = 1
 OFFSET_COMMIT_VALUE_VERSION = 3
 GROUP_METADATA_KEY_VERSION = 2
 GROUP_METADATA_VALUE_VERSION = 3
-
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
-
-
-class RecordDecodeError(ValueError):
-    """A key or value that does not follow the layout it claims."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,123 +88,48 @@ class GroupMetadataValue:
     members: tuple[MemberMetadata, ...]
 
 
-# -- writing ---------------------------------------------------------------------------
-
-
-def _string(out: bytearray, value: str | None) -> None:
-    if value is None:
-        out += _I16.pack(-1)
-        return
-    encoded = value.encode()
-    out += _I16.pack(len(encoded))
-    out += encoded
-
-
-def _bytes(out: bytearray, value: bytes) -> None:
-    out += _I32.pack(len(value))
-    out += value
-
-
 def encode_key(key: OffsetCommitKey | GroupMetadataKey) -> bytes:
-    out = bytearray()
+    offset_commit = isinstance(key, OffsetCommitKey)
+    out = RecordWriter(OFFSET_COMMIT_KEY_VERSION if offset_commit else GROUP_METADATA_KEY_VERSION)
+    out.string(key.group)
     if isinstance(key, OffsetCommitKey):
-        out += _I16.pack(OFFSET_COMMIT_KEY_VERSION)
-        _string(out, key.group)
-        _string(out, key.topic)
-        out += _I32.pack(key.partition)
-    else:
-        out += _I16.pack(GROUP_METADATA_KEY_VERSION)
-        _string(out, key.group)
-    return bytes(out)
+        out.string(key.topic)
+        out.int32(key.partition)
+    return out.to_bytes()
 
 
 def encode_offset_commit_value(value: OffsetCommitValue) -> bytes:
-    out = bytearray(_I16.pack(OFFSET_COMMIT_VALUE_VERSION))
-    out += _I64.pack(value.offset)
-    out += _I32.pack(value.leader_epoch)
-    _string(out, value.metadata)
-    out += _I64.pack(value.commit_timestamp_ms)
-    return bytes(out)
+    out = RecordWriter(OFFSET_COMMIT_VALUE_VERSION)
+    out.int64(value.offset)
+    out.int32(value.leader_epoch)
+    out.string(value.metadata)
+    out.int64(value.commit_timestamp_ms)
+    return out.to_bytes()
 
 
 def encode_group_metadata_value(value: GroupMetadataValue) -> bytes:
-    out = bytearray(_I16.pack(GROUP_METADATA_VALUE_VERSION))
-    _string(out, value.protocol_type)
-    out += _I32.pack(value.generation)
-    _string(out, value.protocol)
-    _string(out, value.leader)
-    out += _I64.pack(value.current_state_timestamp_ms)
-    out += _I32.pack(len(value.members))
+    out = RecordWriter(GROUP_METADATA_VALUE_VERSION)
+    out.string(value.protocol_type)
+    out.int32(value.generation)
+    out.string(value.protocol)
+    out.string(value.leader)
+    out.int64(value.current_state_timestamp_ms)
+    out.array_length(len(value.members))
     for member in value.members:
-        _string(out, member.member_id)
-        _string(out, member.group_instance_id)
-        _string(out, member.client_id)
-        _string(out, member.client_host)
-        out += _I32.pack(member.rebalance_timeout_ms)
-        out += _I32.pack(member.session_timeout_ms)
-        _bytes(out, member.subscription)
-        _bytes(out, member.assignment)
-    return bytes(out)
-
-
-# -- reading ---------------------------------------------------------------------------
-
-
-class _Reader:
-    __slots__ = ("data", "position")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.position = 0
-
-    def _take(self, layout: struct.Struct) -> int:
-        try:
-            (value,) = layout.unpack_from(self.data, self.position)
-        except struct.error:
-            raise RecordDecodeError("record truncated") from None
-        self.position += layout.size
-        return int(value)
-
-    def int16(self) -> int:
-        return self._take(_I16)
-
-    def int32(self) -> int:
-        return self._take(_I32)
-
-    def int64(self) -> int:
-        return self._take(_I64)
-
-    def _raw(self, length: int) -> bytes:
-        end = self.position + length
-        if length < 0 or end > len(self.data):
-            raise RecordDecodeError("record truncated")
-        raw = self.data[self.position : end]
-        self.position = end
-        return raw
-
-    def nullable_string(self) -> str | None:
-        length = self.int16()
-        if length == -1:
-            return None
-        try:
-            return self._raw(length).decode()
-        except UnicodeDecodeError:
-            raise RecordDecodeError("string is not UTF-8") from None
-
-    def string(self) -> str:
-        value = self.nullable_string()
-        if value is None:
-            raise RecordDecodeError("null string where one is required")
-        return value
-
-    def bytes_(self) -> bytes:
-        length = self.int32()
-        return b"" if length == -1 else self._raw(length)
+        out.string(member.member_id)
+        out.string(member.group_instance_id)
+        out.string(member.client_id)
+        out.string(member.client_host)
+        out.int32(member.rebalance_timeout_ms)
+        out.int32(member.session_timeout_ms)
+        out.bytes_(member.subscription)
+        out.bytes_(member.assignment)
+    return out.to_bytes()
 
 
 def decode_key(data: bytes) -> OffsetCommitKey | GroupMetadataKey | None:
     """The key, or None for key versions this coordinator does not own (KIP-848)."""
-    reader = _Reader(data)
+    reader = RecordReader(data)
     version = reader.int16()
     if version in (0, 1):
         return OffsetCommitKey(reader.string(), reader.string(), reader.int32())
@@ -222,7 +139,7 @@ def decode_key(data: bytes) -> OffsetCommitKey | GroupMetadataKey | None:
 
 
 def decode_offset_commit_value(data: bytes) -> OffsetCommitValue:
-    reader = _Reader(data)
+    reader = RecordReader(data)
     version = reader.int16()
     if not 0 <= version <= 3:
         raise RecordDecodeError(f"OffsetCommitValue v{version} is not supported")
@@ -236,7 +153,7 @@ def decode_offset_commit_value(data: bytes) -> OffsetCommitValue:
 
 
 def decode_group_metadata_value(data: bytes) -> GroupMetadataValue:
-    reader = _Reader(data)
+    reader = RecordReader(data)
     version = reader.int16()
     if not 0 <= version <= 3:
         raise RecordDecodeError(f"GroupMetadataValue v{version} is not supported")
@@ -245,11 +162,8 @@ def decode_group_metadata_value(data: bytes) -> GroupMetadataValue:
     protocol = reader.nullable_string()
     leader = reader.nullable_string()
     timestamp = reader.int64() if version >= 2 else -1
-    count = reader.int32()
-    if count < 0 or count > len(data):
-        raise RecordDecodeError(f"bad member count {count}")
     members = []
-    for _ in range(count):
+    for _ in range(reader.array_length()):
         member_id = reader.string()
         instance_id = reader.nullable_string() if version >= 3 else None
         client_id = reader.string()

@@ -36,7 +36,7 @@ from ottla.broker.groups.consumer_records import (
     encode_consumer_key,
     encode_consumer_value,
 )
-from ottla.broker.groups.records import RecordDecodeError
+from ottla.broker.groups.record_fields import RecordDecodeError
 
 T = uuid.UUID(int=0x0102030405060708090A0B0C0D0E0F10)
 U = uuid.UUID(int=0xFF)

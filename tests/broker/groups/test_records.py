@@ -13,13 +13,13 @@ import struct
 import pytest
 
 from ottla.broker.groups.coordinator import java_string_hashcode
+from ottla.broker.groups.record_fields import RecordDecodeError
 from ottla.broker.groups.records import (
     GroupMetadataKey,
     GroupMetadataValue,
     MemberMetadata,
     OffsetCommitKey,
     OffsetCommitValue,
-    RecordDecodeError,
     decode_group_metadata_value,
     decode_key,
     decode_offset_commit_value,
