@@ -12,7 +12,9 @@ the session timeout gets the same partitions and the other member sees no
 rebalance. Raw requests: a group's state, generation and committed offsets (with
 metadata) survive SIGTERM and SIGKILL restarts; Kafka's error codes for an absurd
 session timeout, an empty group id, a fenced generation, an unknown member, an
-unknown partition, oversized metadata, deleting a non-empty group.
+unknown partition, oversized metadata, deleting a non-empty group. OffsetCommit
+and OffsetFetch v10 name topics by id in their answers too (UNKNOWN_TOPIC_ID for an
+unknown id or partition).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,8 +36,11 @@ from kio.schema.delete_groups.v2 import request as delete_groups
 from kio.schema.describe_groups.v5 import request as describe_groups
 from kio.schema.heartbeat.v4 import request as heartbeat
 from kio.schema.join_group.v7 import request as join_group
+from kio.schema.metadata.v12 import request as metadata
 from kio.schema.offset_commit.v8 import request as offset_commit
+from kio.schema.offset_commit.v10 import request as offset_commit_v10
 from kio.schema.offset_fetch.v7 import request as offset_fetch
+from kio.schema.offset_fetch.v10 import request as offset_fetch_v10
 from kio.schema.sync_group.v5 import request as sync_group
 from kio.schema.types import GroupId, TopicName
 from kio.static.primitive import i32, i32Timedelta, i64
@@ -364,3 +370,82 @@ def test_bad_group_requests_get_kafka_error_codes(broker_factory: Any) -> None:
     assert deleted.results[0].error_code is ErrorCode.non_empty_group
     missing = request(port, delete_groups.DeleteGroupsRequest(groups_names=(GroupId("x"),)))
     assert missing.results[0].error_code is ErrorCode.group_id_not_found
+
+
+def test_offsets_by_topic_id_v10(broker_factory: Any) -> None:
+    broker: BrokerProcess = broker_factory(FAST_GROUPS)
+    port = broker.port
+    _create_topic(broker.bootstrap, "by-id", 2)
+    wanted = (metadata.MetadataRequestTopic(topic_id=None, name=TopicName("by-id")),)
+    described = request(
+        port,
+        metadata.MetadataRequest(
+            topics=wanted,
+            allow_auto_topic_creation=False,
+            include_topic_authorized_operations=False,
+        ),
+    )
+    topic_id = described.topics[0].topic_id
+    unknown = uuid.UUID(int=7)
+
+    def partition(index: int, offset: int) -> Any:
+        return offset_commit_v10.OffsetCommitRequestPartition(
+            partition_index=i32(index),
+            committed_offset=i64(offset),
+            committed_leader_epoch=i32(-1),
+            committed_metadata="m",
+        )
+
+    committed = request(
+        port,
+        offset_commit_v10.OffsetCommitRequest(
+            group_id=GroupId("ids"),
+            generation_id_or_member_epoch=i32(-1),
+            member_id="",
+            group_instance_id=None,
+            topics=(
+                offset_commit_v10.OffsetCommitRequestTopic(
+                    topic_id=topic_id, partitions=(partition(1, 11), partition(9, 1))
+                ),
+                offset_commit_v10.OffsetCommitRequestTopic(
+                    topic_id=unknown, partitions=(partition(0, 1),)
+                ),
+            ),
+        ),
+    )
+    assert [(t.topic_id, [p.error_code for p in t.partitions]) for t in committed.topics] == [
+        (topic_id, [ErrorCode.none, ErrorCode.unknown_topic_id]),
+        (unknown, [ErrorCode.unknown_topic_id]),
+    ]
+
+    def fetch(topics: Any) -> list[tuple[Any, list[tuple[int, int, ErrorCode]]]]:
+        group = offset_fetch_v10.OffsetFetchRequestGroup(
+            group_id=GroupId("ids"), member_id=None, member_epoch=i32(-1), topics=topics
+        )
+        response = request(
+            port, offset_fetch_v10.OffsetFetchRequest(groups=(group,), require_stable=False)
+        )
+        (answer,) = response.groups
+        assert answer.error_code is ErrorCode.none
+        return [
+            (
+                t.topic_id,
+                [
+                    (int(p.partition_index), int(p.committed_offset), p.error_code)
+                    for p in t.partitions
+                ],
+            )
+            for t in answer.topics
+        ]
+
+    assert fetch(None) == [(topic_id, [(1, 11, ErrorCode.none)])]
+    asked = (
+        offset_fetch_v10.OffsetFetchRequestTopics(
+            topic_id=topic_id, partition_indexes=(i32(0), i32(1))
+        ),
+        offset_fetch_v10.OffsetFetchRequestTopics(topic_id=unknown, partition_indexes=(i32(0),)),
+    )
+    assert fetch(asked) == [
+        (topic_id, [(0, -1, ErrorCode.none), (1, 11, ErrorCode.none)]),
+        (unknown, [(0, -1, ErrorCode.unknown_topic_id)]),
+    ]
