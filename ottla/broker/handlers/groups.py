@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ottla.broker.groups.consumer_state import HeartbeatRequest, TopicInfo
 from ottla.broker.groups.coordinator import OFFSETS_TOPIC, group_write_error
@@ -66,6 +67,7 @@ _OPERATIONS_NOT_REQUESTED = -2147483648
 _GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 _ZERO_UUID = uuid.UUID(int=0)
 _CONSUMER_MEMBER_TYPE = 1  # ConsumerGroupDescribe v1: a member of the consumer protocol
+_Item = TypeVar("_Item")
 
 
 def _ms(value: datetime.timedelta | int) -> int:
@@ -100,6 +102,87 @@ async def _written(durable: asyncio.Future[ErrorCode] | None) -> ErrorCode:
 def _client_host(connection: Connection) -> str:
     host = connection.peer.rsplit(":", 1)[0]
     return f"/{host}"
+
+
+# -- error answers -------------------------------------------------------------------------
+
+
+def _response(request: DecodedRequest, error: ErrorCode, **fields: Any) -> Any:
+    """The response of the request's version with top-level `error` and `fields` (an
+    error answer: the API's empty fields; kio keeps those the version has)."""
+    return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error, **fields)
+
+
+# What a described group answers in the fields its summary does not give (an error
+# answer: all of them): DescribeGroups' protocol, ConsumerGroupDescribe's epochs and
+# assignor. kio keeps the fields the API's class has.
+_EMPTY_DESCRIBED_GROUP: dict[str, Any] = {
+    "protocol_type": "",
+    "protocol_data": "",
+    "group_epoch": -1,
+    "assignment_epoch": -1,
+    "assignor_name": "",
+}
+
+
+def _described_group(
+    cls: type[Any],
+    group_id: str,
+    group_state: str,
+    operations: int,
+    error: ErrorCode = ErrorCode.none,
+    message: str | None = None,
+    members: tuple[Any, ...] = (),
+    **fields: Any,
+) -> Any:
+    """A DescribeGroups or ConsumerGroupDescribe group entry; without `members` and
+    `fields`, the entry of a group answering only `error`."""
+    return make(
+        cls,
+        **(_EMPTY_DESCRIBED_GROUP | fields),
+        error_code=error,
+        error_message=message,
+        group_id=group_id,
+        group_state=group_state,
+        members=members,
+        authorized_operations=operations,
+    )
+
+
+def _topic_entries(
+    layout: Iterable[tuple[Any, Iterable[_Item]]],
+    topic_cls: Any,
+    partition: Callable[[_Item], Any],
+) -> tuple[Any, ...]:
+    """Response topics in request order, each keyed by `topic_id` for a uuid (v10 offset
+    APIs) else by `name`, with `partition(item)` for each of its partitions' items."""
+    entries = []
+    for key, items in layout:
+        key_field = "topic_id" if isinstance(key, uuid.UUID) else "name"
+        partitions = tuple(partition(item) for item in items)
+        entries.append(make(topic_cls, **{key_field: key}, partitions=partitions))
+    return tuple(entries)
+
+
+# Per topic of a request: (name or topic id, [(partition, its error, or None where the
+# group's answer goes)]).
+_PartitionLayout = list[tuple[Any, list[tuple[int, ErrorCode | None]]]]
+
+
+def _partition_errors_by_topic(
+    layout: _PartitionLayout, answers: Iterable[ErrorCode], topic_cls: Any, partition_cls: Any
+) -> tuple[Any, ...]:
+    """Per-topic kio entries of per-partition errors, in request order: each partition's
+    own error (decided before the group saw the request), else the next of `answers`.
+    OffsetCommit and OffsetDelete answer in this shape."""
+    remaining = iter(answers)
+
+    def partition(item: tuple[int, ErrorCode | None]) -> Any:
+        index, error = item
+        code = error if error is not None else next(remaining)
+        return make(partition_cls, partition_index=index, error_code=code)
+
+    return _topic_entries(layout, topic_cls, partition)
 
 
 # -- FindCoordinator -----------------------------------------------------------------------
@@ -297,14 +380,7 @@ def handle_sync_group(broker: Broker, connection: Connection, request: DecodedRe
     body = request.body
     error = _not_here(broker, body.group_id)
     if error is not ErrorCode.none:
-        return make(
-            response_type(request),
-            throttle_time=NO_THROTTLE,
-            error_code=error,
-            protocol_type=None,
-            protocol_name=None,
-            assignment=b"",
-        )
+        return _response(request, error, protocol_type=None, protocol_name=None, assignment=b"")
     future = _coordinator(broker).sync(
         body.group_id,
         int(body.generation_id),
@@ -337,7 +413,7 @@ def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedReq
     coordinator = _coordinator(broker)
     error = _not_here(broker, body.group_id)
     if error is not ErrorCode.none:
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
+        return _response(request, error)
     error, effects = coordinator.state.heartbeat(
         body.group_id,
         int(body.generation_id),
@@ -347,12 +423,13 @@ def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedReq
     )
     durable = coordinator.apply(effects)
     if durable is None:
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error)
+        return _response(request, error)
 
     async def respond() -> Any:
         written = await _written(durable)
-        code = error if written is ErrorCode.none else group_write_error(written)
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=code)
+        return _response(
+            request, error if written is ErrorCode.none else group_write_error(written)
+        )
 
     return respond()
 
@@ -369,9 +446,7 @@ def handle_leave_group(broker: Broker, connection: Connection, request: DecodedR
     coordinator = _coordinator(broker)
     not_here = _not_here(broker, body.group_id)
     if not_here is not ErrorCode.none:
-        return make(
-            response_type(request), throttle_time=NO_THROTTLE, error_code=not_here, members=()
-        )
+        return _response(request, not_here, members=())
     if version < 3:
         leaving = [LeaveMember(body.member_id)]
     else:
@@ -401,8 +476,7 @@ def _leave_response(
 ) -> Any:
     version = request.api_version
     if version < 3:
-        top = errors[0] if error is ErrorCode.none and errors else error
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=top)
+        return _response(request, errors[0] if error is ErrorCode.none and errors else error)
     module = response_module(request)
     members = tuple(
         make(
@@ -413,9 +487,7 @@ def _leave_response(
         )
         for item, member_error in zip(leaving, errors, strict=False)
     )
-    return make(
-        response_type(request), throttle_time=NO_THROTTLE, error_code=error, members=members
-    )
+    return _response(request, error, members=members)
 
 
 # -- offsets -------------------------------------------------------------------------------
@@ -436,8 +508,7 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
     image = broker.image
     coordinator = _coordinator(broker)
     entries: list[OffsetCommitEntry] = []
-    # Per topic: (wire name or id, [(partition, error or None for "ask the group")]).
-    layout: list[tuple[Any, list[tuple[int, ErrorCode | None]]]] = []
+    layout: _PartitionLayout = []
     for topic in body.topics:
         topic_id = getattr(topic, "topic_id", None)
         if topic_id is not None:
@@ -465,7 +536,7 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
         layout.append((topic_id if topic_id is not None else topic.name, partitions))
     not_here = _not_here(broker, body.group_id)
     if not_here is not ErrorCode.none:
-        return _commit_response(request, layout, [not_here] * len(entries))
+        return _commit_response(request, layout, itertools.repeat(not_here))
     errors, effects = coordinator.state.commit_offsets(
         body.group_id,
         int(body.generation_id_or_member_epoch),
@@ -490,43 +561,35 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
 
 
 def _commit_response(
-    request: DecodedRequest,
-    layout: list[tuple[Any, list[tuple[int, ErrorCode | None]]]],
-    errors: list[ErrorCode],
+    request: DecodedRequest, layout: _PartitionLayout, errors: Iterable[ErrorCode]
 ) -> Any:
     module = response_module(request)
-    answers = iter(errors)
-    topics = []
-    for key, partitions in layout:
-        items = tuple(
-            make(
-                module.OffsetCommitResponsePartition,
-                partition_index=index,
-                error_code=error if error is not None else next(answers),
-            )
-            for index, error in partitions
-        )
-        topics.append(_commit_topic(module, key, items))
-    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
-
-
-def _commit_topic(module: Any, key: Any, partitions: tuple[Any, ...]) -> Any:
-    if isinstance(key, uuid.UUID):
-        return make(module.OffsetCommitResponseTopic, topic_id=key, partitions=partitions)
-    return make(module.OffsetCommitResponseTopic, name=key, partitions=partitions)
-
-
-def _fetch_partition(
-    cls: type[Any], index: int, value: OffsetAndMetadata | None, error: ErrorCode
-) -> Any:
-    return make(
-        cls,
-        partition_index=index,
-        committed_offset=value.offset if value is not None else -1,
-        committed_leader_epoch=value.leader_epoch if value is not None else -1,
-        metadata=value.metadata if value is not None else "",
-        error_code=error,
+    topics = _partition_errors_by_topic(
+        layout, errors, module.OffsetCommitResponseTopic, module.OffsetCommitResponsePartition
     )
+    return make(response_type(request), throttle_time=NO_THROTTLE, topics=topics)
+
+
+# Per topic of an OffsetFetch answer: (name or topic id, [(partition, offset, error)]).
+_FetchedTopics = list[tuple[Any, list[tuple[int, OffsetAndMetadata | None, ErrorCode]]]]
+
+
+def _fetch_topics(topics: _FetchedTopics, topic_cls: Any, partition_cls: Any) -> tuple[Any, ...]:
+    """OffsetFetch's per-topic entries (v0-v7 and v8+ name their classes differently);
+    a partition without a committed offset answers -1 and empty metadata."""
+
+    def partition(item: tuple[int, OffsetAndMetadata | None, ErrorCode]) -> Any:
+        index, value, error = item
+        return make(
+            partition_cls,
+            partition_index=index,
+            committed_offset=value.offset if value is not None else -1,
+            committed_leader_epoch=value.leader_epoch if value is not None else -1,
+            metadata=value.metadata if value is not None else "",
+            error_code=error,
+        )
+
+    return _topic_entries(topics, topic_cls, partition)
 
 
 def _fetch_group(
@@ -535,7 +598,7 @@ def _fetch_group(
     topics: Any,
     by_id: bool,
     member: tuple[str | None, int] | None = None,
-) -> tuple[ErrorCode, list[tuple[Any, list[tuple[int, OffsetAndMetadata | None, ErrorCode]]]]]:
+) -> tuple[ErrorCode, _FetchedTopics]:
     """(group error, [(topic name or id, [(partition, offset, error)])]) of one group;
     `member`: (member id, member epoch) of a v9+ request (checked for consumer groups)."""
     image = broker.image
@@ -606,37 +669,18 @@ def handle_offset_fetch(broker: Broker, connection: Connection, request: Decoded
     by_id = version >= 10
     if version < 8:
         error, topics = _fetch_group(broker, body.group_id, body.topics, by_id=False)
-        items = tuple(
-            make(
-                module.OffsetFetchResponseTopic,
-                name=key,
-                partitions=tuple(
-                    _fetch_partition(module.OffsetFetchResponsePartition, i, v, e)
-                    for i, v, e in partitions
-                ),
-            )
-            for key, partitions in topics
+        items = _fetch_topics(
+            topics, module.OffsetFetchResponseTopic, module.OffsetFetchResponsePartition
         )
-        return make(
-            response_type(request), throttle_time=NO_THROTTLE, topics=items, error_code=error
-        )
+        return _response(request, error, topics=items)
     groups = []
     for group in body.groups:
         member = (getattr(group, "member_id", None), int(getattr(group, "member_epoch", -1)))
         error, topics = _fetch_group(
             broker, group.group_id, group.topics, by_id=by_id, member=member
         )
-        items = tuple(
-            make(
-                module.OffsetFetchResponseTopics,
-                name=key,
-                topic_id=key,
-                partitions=tuple(
-                    _fetch_partition(module.OffsetFetchResponsePartitions, i, v, e)
-                    for i, v, e in partitions
-                ),
-            )
-            for key, partitions in topics
+        items = _fetch_topics(
+            topics, module.OffsetFetchResponseTopics, module.OffsetFetchResponsePartitions
         )
         groups.append(
             make(
@@ -662,7 +706,7 @@ def handle_offset_delete(broker: Broker, connection: Connection, request: Decode
     image = broker.image
     coordinator = _coordinator(broker)
     wanted: list[tuple[str, int]] = []
-    layout: list[tuple[str, list[tuple[int, ErrorCode | None]]]] = []
+    layout: _PartitionLayout = []
     for topic in body.topics:
         topic_image = image.topic(topic.name)
         partitions: list[tuple[int, ErrorCode | None]] = []
@@ -676,7 +720,7 @@ def handle_offset_delete(broker: Broker, connection: Connection, request: Decode
         layout.append((topic.name, partitions))
     error = _not_here(broker, body.group_id)
     if error is not ErrorCode.none:
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error, topics=())
+        return _response(request, error, topics=())
     error, errors, effects = coordinator.state.delete_offsets(body.group_id, wanted)
     durable = coordinator.apply(effects)
     if durable is not None:
@@ -689,7 +733,7 @@ async def _offset_delete_after_write(
     durable: asyncio.Future[ErrorCode],
     error: ErrorCode,
     errors: list[ErrorCode],
-    layout: list[tuple[str, list[tuple[int, ErrorCode | None]]]],
+    layout: _PartitionLayout,
 ) -> Any:
     written = await durable
     if written is not ErrorCode.none and error is ErrorCode.none:
@@ -698,33 +742,15 @@ async def _offset_delete_after_write(
 
 
 def _offset_delete_response(
-    request: DecodedRequest,
-    error: ErrorCode,
-    errors: list[ErrorCode],
-    layout: list[tuple[str, list[tuple[int, ErrorCode | None]]]],
+    request: DecodedRequest, error: ErrorCode, errors: list[ErrorCode], layout: _PartitionLayout
 ) -> Any:
-    module = response_module(request)
     if error is not ErrorCode.none:
-        return make(response_type(request), throttle_time=NO_THROTTLE, error_code=error, topics=())
-    answers = iter(errors)
-    topics = tuple(
-        make(
-            module.OffsetDeleteResponseTopic,
-            name=name,
-            partitions=tuple(
-                make(
-                    module.OffsetDeleteResponsePartition,
-                    partition_index=index,
-                    error_code=item_error if item_error is not None else next(answers),
-                )
-                for index, item_error in partitions
-            ),
-        )
-        for name, partitions in layout
+        return _response(request, error, topics=())
+    module = response_module(request)
+    topics = _partition_errors_by_topic(
+        layout, errors, module.OffsetDeleteResponseTopic, module.OffsetDeleteResponsePartition
     )
-    return make(
-        response_type(request), throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=topics
-    )
+    return _response(request, ErrorCode.none, topics=topics)
 
 
 # -- group administration ----------------------------------------------------------------------
@@ -753,40 +779,23 @@ def handle_describe_groups(broker: Broker, connection: Connection, request: Deco
     groups = []
     for group_id in body.groups:
         not_here = _not_here(broker, group_id) if group_id else ErrorCode.none
-        if not_here is not ErrorCode.none:
-            groups.append(
-                make(
-                    module.DescribedGroup,
-                    error_code=not_here,
-                    error_message=None,
-                    group_id=group_id,
-                    group_state="",
-                    protocol_type="",
-                    protocol_data="",
-                    members=(),
-                    authorized_operations=operations,
-                )
-            )
-            continue
-        summary = state.describe(group_id) if group_id else None
+        here = group_id and not_here is ErrorCode.none
+        summary = state.describe(group_id) if here else None
         if summary is None:
-            if not group_id:
+            error: ErrorCode
+            message: str | None
+            group_state = GroupState.DEAD.value
+            if not_here is not ErrorCode.none:
+                error, message, group_state = not_here, None, ""
+            elif not group_id:
                 error, message = ErrorCode.invalid_group_id, "Group id must not be empty"
             elif version >= 6:
                 error, message = ErrorCode.group_id_not_found, f"Group {group_id} not found."
             else:
                 error, message = ErrorCode.none, None
             groups.append(
-                make(
-                    module.DescribedGroup,
-                    error_code=error,
-                    error_message=message,
-                    group_id=group_id,
-                    group_state=GroupState.DEAD.value,
-                    protocol_type="",
-                    protocol_data="",
-                    members=(),
-                    authorized_operations=operations,
+                _described_group(
+                    module.DescribedGroup, group_id, group_state, operations, error, message
                 )
             )
             continue
@@ -803,16 +812,14 @@ def handle_describe_groups(broker: Broker, connection: Connection, request: Deco
             for m in summary.members
         )
         groups.append(
-            make(
+            _described_group(
                 module.DescribedGroup,
-                error_code=ErrorCode.none,
-                error_message=None,
-                group_id=group_id,
-                group_state=summary.state_name,
+                group_id,
+                summary.state_name,
+                operations,
+                members=members,
                 protocol_type=summary.protocol_type,
                 protocol_data=summary.protocol_name,
-                members=members,
-                authorized_operations=operations,
             )
         )
     return make(response_type(request), throttle_time=NO_THROTTLE, groups=tuple(groups))
@@ -912,6 +919,21 @@ class _ImageTopics(Mapping[str, TopicInfo]):
         return sum(1 for _ in self)
 
 
+def _consumer_heartbeat_error(request: DecodedRequest, error: ErrorCode) -> Any:
+    """A ConsumerGroupHeartbeat answering only `error`: the member's id and epoch as sent,
+    no assignment."""
+    body = request.body
+    return _response(
+        request,
+        error,
+        error_message=None,
+        member_id=body.member_id or None,
+        member_epoch=int(body.member_epoch),
+        heartbeat_interval=datetime.timedelta(0),
+        assignment=None,
+    )
+
+
 def handle_consumer_group_heartbeat(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
@@ -931,16 +953,7 @@ def handle_consumer_group_heartbeat(
     coordinator = _coordinator(broker)
     not_here = _not_here(broker, body.group_id) if body.group_id else ErrorCode.none
     if not_here is not ErrorCode.none:
-        return make(
-            response_type(request),
-            throttle_time=NO_THROTTLE,
-            error_code=not_here,
-            error_message=None,
-            member_id=body.member_id or None,
-            member_epoch=int(body.member_epoch),
-            heartbeat_interval=datetime.timedelta(0),
-            assignment=None,
-        )
+        return _consumer_heartbeat_error(request, not_here)
     owned = None
     if body.topic_partitions is not None:
         owned = tuple(
@@ -995,16 +1008,7 @@ def handle_consumer_group_heartbeat(
         written = await durable
         if written is ErrorCode.none:
             return response
-        return make(
-            response_type(request),
-            throttle_time=NO_THROTTLE,
-            error_code=group_write_error(written),
-            error_message=None,
-            member_id=body.member_id or None,
-            member_epoch=int(body.member_epoch),
-            heartbeat_interval=datetime.timedelta(0),
-            assignment=None,
-        )
+        return _consumer_heartbeat_error(request, group_write_error(written))
 
     return respond()
 
@@ -1050,17 +1054,8 @@ def handle_consumer_group_describe(
             error, message, summary = not_here, None, None
         if summary is None:
             groups.append(
-                make(
-                    module.DescribedGroup,
-                    error_code=error,
-                    error_message=message,
-                    group_id=group_id,
-                    group_state="Dead",
-                    group_epoch=-1,
-                    assignment_epoch=-1,
-                    assignor_name="",
-                    members=(),
-                    authorized_operations=operations,
+                _described_group(
+                    module.DescribedGroup, group_id, "Dead", operations, error, message
                 )
             )
             continue
@@ -1082,17 +1077,15 @@ def handle_consumer_group_describe(
             for m in summary.members
         )
         groups.append(
-            make(
+            _described_group(
                 module.DescribedGroup,
-                error_code=ErrorCode.none,
-                error_message=None,
-                group_id=group_id,
-                group_state=summary.state,
+                group_id,
+                summary.state,
+                operations,
+                members=members,
                 group_epoch=summary.group_epoch,
                 assignment_epoch=summary.assignment_epoch,
                 assignor_name=summary.assignor_name,
-                members=members,
-                authorized_operations=operations,
             )
         )
     return make(response_type(request), throttle_time=NO_THROTTLE, groups=tuple(groups))
