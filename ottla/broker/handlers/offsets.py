@@ -17,6 +17,7 @@ the end offset of the largest epoch <= the requested one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
@@ -60,33 +61,54 @@ def _epoch_error(partition: Partition, current_leader_epoch: int) -> ErrorCode:
     return ErrorCode.unknown_leader_epoch
 
 
-def handle_list_offsets(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
-    module = response_module(request)
+def _answer_partitions(
+    broker: Broker,
+    request: DecodedRequest,
+    topic_cls: Any,
+    topic_field: str,
+    index_field: str,
+    answer: Callable[[Partition | None, ErrorCode, int, Any], Any],
+) -> Any:
+    """The response to a request of per-topic partition lists, in request order: each
+    partition looked up here (`_lookup`), its `current_leader_epoch` checked where the
+    request has one, and answered by `answer(partition, error, index, item)`, which gets
+    the partition only when that error is none. ListOffsets, DeleteRecords and
+    OffsetForLeaderEpoch answer in this shape, under different field names (`topic_field`,
+    `index_field`)."""
     topics = []
     for topic in request.body.topics:
+        name = getattr(topic, topic_field)
         partitions = []
         for item in topic.partitions:
-            index = int(item.partition_index)
-            partition, code = _lookup(broker, topic.name, index)
-            offset, timestamp, epoch = -1, -1, -1
+            index = int(getattr(item, index_field))
+            partition, code = _lookup(broker, name, index)
             if partition is not None:
                 code = _epoch_error(partition, int(getattr(item, "current_leader_epoch", -1)))
-            if partition is not None and code is ErrorCode.none:
-                offset, timestamp, epoch = _list_offset(partition, int(item.timestamp))
-            partitions.append(
-                make(
-                    module.ListOffsetsPartitionResponse,
-                    partition_index=index,
-                    error_code=code,
-                    timestamp=timestamp,
-                    offset=offset,
-                    leader_epoch=epoch,
-                )
-            )
-        topics.append(
-            make(module.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(partitions))
-        )
+            usable = partition if code is ErrorCode.none else None
+            partitions.append(answer(usable, code, index, item))
+        topics.append(make(topic_cls, **{topic_field: name}, partitions=tuple(partitions)))
     return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+def handle_list_offsets(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
+    module = response_module(request)
+
+    def answer(partition: Partition | None, code: ErrorCode, index: int, item: Any) -> Any:
+        offset, timestamp, epoch = -1, -1, -1
+        if partition is not None:
+            offset, timestamp, epoch = _list_offset(partition, int(item.timestamp))
+        return make(
+            module.ListOffsetsPartitionResponse,
+            partition_index=index,
+            error_code=code,
+            timestamp=timestamp,
+            offset=offset,
+            leader_epoch=epoch,
+        )
+
+    return _answer_partitions(
+        broker, request, module.ListOffsetsTopicResponse, "name", "partition_index", answer
+    )
 
 
 def _list_offset(partition: Partition, timestamp: int) -> tuple[int, int, int]:
@@ -153,64 +175,50 @@ def _record_in_batch(
 
 def handle_delete_records(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
     module = response_module(request)
-    topics = []
-    for topic in request.body.topics:
-        results = []
-        for item in topic.partitions:
-            index = int(item.partition_index)
-            partition, code = _lookup(broker, topic.name, index)
-            low_watermark = -1
-            if partition is not None:
-                offset = int(item.offset)
-                if offset == -1:
-                    offset = partition.high_watermark
-                if offset < 0 or offset > partition.high_watermark:
-                    code = ErrorCode.offset_out_of_range
-                else:
-                    if offset > partition.log_start_offset:
-                        partition.log.advance_start_offset(offset)
-                    low_watermark = partition.log_start_offset
-            results.append(
-                make(
-                    module.DeleteRecordsPartitionResult,
-                    partition_index=index,
-                    low_watermark=low_watermark,
-                    error_code=code,
-                )
-            )
-        topics.append(
-            make(module.DeleteRecordsTopicResult, name=topic.name, partitions=tuple(results))
+
+    def answer(partition: Partition | None, code: ErrorCode, index: int, item: Any) -> Any:
+        low_watermark = -1
+        if partition is not None:
+            offset = int(item.offset)
+            if offset == -1:
+                offset = partition.high_watermark
+            if offset < 0 or offset > partition.high_watermark:
+                code = ErrorCode.offset_out_of_range
+            else:
+                if offset > partition.log_start_offset:
+                    partition.log.advance_start_offset(offset)
+                low_watermark = partition.log_start_offset
+        return make(
+            module.DeleteRecordsPartitionResult,
+            partition_index=index,
+            low_watermark=low_watermark,
+            error_code=code,
         )
-    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+    return _answer_partitions(
+        broker, request, module.DeleteRecordsTopicResult, "name", "partition_index", answer
+    )
 
 
 def handle_offset_for_leader_epoch(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
     module = response_module(request)
-    topics = []
-    for topic in request.body.topics:
-        results = []
-        for item in topic.partitions:
-            index = int(item.partition)
-            partition, code = _lookup(broker, topic.topic, index)
-            epoch, end_offset = -1, -1
-            if partition is not None:
-                code = _epoch_error(partition, int(getattr(item, "current_leader_epoch", -1)))
-                if code is ErrorCode.none:
-                    epoch, end_offset = partition.log.epoch_cache.end_offset_for(
-                        int(item.leader_epoch), partition.log_end_offset
-                    )
-            results.append(
-                make(
-                    module.EpochEndOffset,
-                    error_code=code,
-                    partition=index,
-                    leader_epoch=epoch,
-                    end_offset=end_offset,
-                )
+
+    def answer(partition: Partition | None, code: ErrorCode, index: int, item: Any) -> Any:
+        epoch, end_offset = -1, -1
+        if partition is not None:
+            epoch, end_offset = partition.log.epoch_cache.end_offset_for(
+                int(item.leader_epoch), partition.log_end_offset
             )
-        topics.append(
-            make(module.OffsetForLeaderTopicResult, topic=topic.topic, partitions=tuple(results))
+        return make(
+            module.EpochEndOffset,
+            error_code=code,
+            partition=index,
+            leader_epoch=epoch,
+            end_offset=end_offset,
         )
-    return make(response_type(request), throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+    return _answer_partitions(
+        broker, request, module.OffsetForLeaderTopicResult, "topic", "partition", answer
+    )
