@@ -99,6 +99,21 @@ async def _written(durable: asyncio.Future[ErrorCode] | None) -> ErrorCode:
     return await durable
 
 
+def _when_written(
+    durable: asyncio.Future[ErrorCode] | None, answer: Callable[[ErrorCode], Any]
+) -> Any:
+    """`answer(none)` at once when the state call wrote nothing, else an awaitable of
+    `answer(the write's outcome)` once the write is durable or has failed (each API
+    answers a failed write in its own shape, translated by `group_write_error`)."""
+    if durable is None:
+        return answer(ErrorCode.none)
+
+    async def once_written() -> Any:
+        return answer(await durable)
+
+    return once_written()
+
+
 def _client_host(connection: Connection) -> str:
     host = connection.peer.rsplit(":", 1)[0]
     return f"/{host}"
@@ -421,17 +436,12 @@ def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedReq
         getattr(body, "group_instance_id", None),
         broker.clock(),
     )
-    durable = coordinator.apply(effects)
-    if durable is None:
-        return _response(request, error)
-
-    async def respond() -> Any:
-        written = await _written(durable)
-        return _response(
+    return _when_written(
+        coordinator.apply(effects),
+        lambda written: _response(
             request, error if written is ErrorCode.none else group_write_error(written)
-        )
-
-    return respond()
+        ),
+    )
 
 
 def handle_leave_group(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
@@ -452,23 +462,15 @@ def handle_leave_group(broker: Broker, connection: Connection, request: DecodedR
     else:
         leaving = [LeaveMember(m.member_id, m.group_instance_id) for m in body.members]
     error, errors, effects = coordinator.state.leave(body.group_id, leaving, broker.clock())
-    durable = coordinator.apply(effects)
-    if durable is not None:
-        return _leave_after_write(request, durable, error, errors, leaving)
-    return _leave_response(request, error, errors, leaving)
-
-
-async def _leave_after_write(
-    request: DecodedRequest,
-    durable: asyncio.Future[ErrorCode],
-    error: ErrorCode,
-    errors: list[ErrorCode],
-    leaving: list[LeaveMember],
-) -> Any:
-    written = await durable
-    if written is not ErrorCode.none:
-        error = group_write_error(written)
-    return _leave_response(request, error, errors, leaving)
+    return _when_written(
+        coordinator.apply(effects),
+        lambda written: _leave_response(
+            request,
+            error if written is ErrorCode.none else group_write_error(written),
+            errors,
+            leaving,
+        ),
+    )
 
 
 def _leave_response(
@@ -545,19 +547,15 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
         entries,
         broker.clock(),
     )
-    durable = coordinator.apply(effects)
-    if durable is None:
-        return _commit_response(request, layout, errors)
 
-    async def respond() -> Any:
-        written = await durable
+    def answer(written: ErrorCode) -> Any:
         if written is ErrorCode.none:
             return _commit_response(request, layout, errors)
         failed = group_write_error(written, offset_commit=True)
         answers = [failed if e is ErrorCode.none else e for e in errors]
         return _commit_response(request, layout, answers)
 
-    return respond()
+    return _when_written(coordinator.apply(effects), answer)
 
 
 def _commit_response(
@@ -722,23 +720,17 @@ def handle_offset_delete(broker: Broker, connection: Connection, request: Decode
     if error is not ErrorCode.none:
         return _response(request, error, topics=())
     error, errors, effects = coordinator.state.delete_offsets(body.group_id, wanted)
-    durable = coordinator.apply(effects)
-    if durable is not None:
-        return _offset_delete_after_write(request, durable, error, errors, layout)
-    return _offset_delete_response(request, error, errors, layout)
-
-
-async def _offset_delete_after_write(
-    request: DecodedRequest,
-    durable: asyncio.Future[ErrorCode],
-    error: ErrorCode,
-    errors: list[ErrorCode],
-    layout: _PartitionLayout,
-) -> Any:
-    written = await durable
-    if written is not ErrorCode.none and error is ErrorCode.none:
-        error = group_write_error(written)
-    return _offset_delete_response(request, error, errors, layout)
+    return _when_written(
+        coordinator.apply(effects),
+        lambda written: _offset_delete_response(
+            request,
+            group_write_error(written)
+            if written is not ErrorCode.none and error is ErrorCode.none
+            else error,
+            errors,
+            layout,
+        ),
+    )
 
 
 def _offset_delete_response(
@@ -1001,16 +993,14 @@ def handle_consumer_group_heartbeat(
         heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
         assignment=assignment,
     )
-    if durable is None:
-        return response
-
-    async def respond() -> Any:
-        written = await durable
-        if written is ErrorCode.none:
-            return response
-        return _consumer_heartbeat_error(request, group_write_error(written))
-
-    return respond()
+    return _when_written(
+        durable,
+        lambda written: (
+            response
+            if written is ErrorCode.none
+            else _consumer_heartbeat_error(request, group_write_error(written))
+        ),
+    )
 
 
 def handle_consumer_group_describe(
