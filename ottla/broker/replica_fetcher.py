@@ -10,6 +10,15 @@ A task whose partition set empties ends; a new leader gets a new task. Fetches u
 their own connections (not the Raft lanes: a Kafka connection answers in order, so a
 long-polling replica fetch must never sit in front of a Raft request).
 
+Each task keeps an incremental fetch session with its leader (KIP-227, the client side
+in `fetch_sessions.FetchSessionHandler`, as Kafka's follower does): the first fetch is
+full and opens the session; later ones list only the partitions whose fetch state
+(offset, epochs, log start) changed and forget the ones no longer fetched, and the
+leader answers only partitions with news. Idle partitions thus cost no bytes on the
+wire. A session error (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, e.g.
+after the leader restarted) or a failed request makes the next fetch full again, at
+once (no back-off).
+
 Per partition in a response:
 - records: appended as they are (`assign_offsets=False`: the leader's offsets and
   epochs are kept), producer state replayed; the high watermark follows the leader's.
@@ -36,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ottla.broker.fetch_sessions import FetchRequestPlan, FetchSessionHandler, PartitionFetch
 from ottla.broker.rpc import NodeClient
 from ottla.protocol import SUPPORTED_APIS, ErrorCode, ProtocolError, make
 
@@ -51,6 +61,9 @@ FETCH_VERSION = 15
 _FETCH = SUPPORTED_APIS[1]
 
 Key = tuple[str, int]
+_SESSION_ERRORS = frozenset(
+    {ErrorCode.fetch_session_id_not_found, ErrorCode.invalid_fetch_session_epoch}
+)
 
 
 @dataclass
@@ -59,6 +72,7 @@ class _Source:
     partitions: dict[Key, int] = field(default_factory=dict)  # key -> leader epoch
     delayed_until: dict[Key, float] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    session: FetchSessionHandler = field(default_factory=FetchSessionHandler)
 
 
 class ReplicaFetchers:
@@ -119,25 +133,34 @@ class ReplicaFetchers:
                 for key, epoch in source.partitions.items()
                 if source.delayed_until.get(key, 0.0) <= now
             }
-            request = self._request(wanted) if wanted else None
-            if request is None:
+            fetches = self._fetches(wanted)
+            if not fetches:
                 await asyncio.sleep(self.backoff_s)
                 continue
+            plan = source.session.build(fetches)
             try:
                 address = self._address(source.leader_id)
                 if address is None:
                     raise ConnectionError(f"no endpoint for broker {source.leader_id}")
                 self.client.addresses[source.leader_id] = address
                 timeout_s = self.wait_max_ms / 1000 + 10.0
-                response = await self.client.send(source.leader_id, request, timeout_s)
+                response = await self.client.send(source.leader_id, self._request(plan), timeout_s)
             except asyncio.CancelledError:
+                source.session.handle_error()
                 raise
             except (OSError, ConnectionError, TimeoutError, ProtocolError) as error:
+                source.session.handle_error()
                 log.debug("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
                 await asyncio.sleep(self.backoff_s)
                 continue
-            if response.error_code != ErrorCode.none:
-                await asyncio.sleep(self.backoff_s)
+            code = ErrorCode(int(response.error_code))
+            if not source.session.handle_response(code, int(response.session_id)):
+                if code not in _SESSION_ERRORS:
+                    await asyncio.sleep(self.backoff_s)
+                else:
+                    log.info(
+                        "replica_fetch_session_reset", leader_id=source.leader_id, error=code.name
+                    )
                 continue
             try:
                 self._handle(source, wanted, response, loop.time())
@@ -152,26 +175,41 @@ class ReplicaFetchers:
             return host or "127.0.0.1", port
         return self.broker.node_client.addresses.get(node_id) if self.broker.node_client else None
 
-    def _request(self, wanted: dict[Key, int]) -> Any:
-        module = _FETCH.request_module(FETCH_VERSION)
-        topics: dict[uuid.UUID, list[Any]] = {}
-        for (topic, index), epoch in wanted.items():
-            partition = self.broker.replicas.get(topic, index)
+    def _fetches(self, wanted: dict[Key, int]) -> dict[Key, PartitionFetch]:
+        """The fetch state of each wanted partition this node hosts."""
+        fetches: dict[Key, PartitionFetch] = {}
+        for key, epoch in wanted.items():
+            partition = self.broker.replicas.get(*key)
             if partition is None:
                 continue
-            topics.setdefault(partition.topic_id, []).append(
+            fetches[key] = PartitionFetch(
+                partition.topic_id,
+                partition.log_end_offset,
+                epoch,
+                partition.log.epoch_cache.latest_epoch,
+                partition.log_start_offset,
+                self.partition_max_bytes,
+            )
+        return fetches
+
+    def _request(self, plan: FetchRequestPlan) -> Any:
+        module = _FETCH.request_module(FETCH_VERSION)
+        topics: dict[uuid.UUID, list[Any]] = {}
+        for (_, index), fetch in plan.partitions.items():
+            topics.setdefault(fetch.topic_id, []).append(
                 make(
                     module.FetchPartition,
                     partition=index,
-                    current_leader_epoch=epoch,
-                    fetch_offset=partition.log_end_offset,
-                    last_fetched_epoch=partition.log.epoch_cache.latest_epoch,
-                    log_start_offset=partition.log_start_offset,
-                    partition_max_bytes=self.partition_max_bytes,
+                    current_leader_epoch=fetch.current_leader_epoch,
+                    fetch_offset=fetch.fetch_offset,
+                    last_fetched_epoch=fetch.last_fetched_epoch,
+                    log_start_offset=fetch.log_start_offset,
+                    partition_max_bytes=fetch.max_bytes,
                 )
             )
-        if not topics:
-            return None
+        forgotten: dict[uuid.UUID, list[int]] = {}
+        for (_, index), topic_id in plan.forgotten.items():
+            forgotten.setdefault(topic_id, []).append(index)
         return make(
             _FETCH.request_type(FETCH_VERSION),
             cluster_id=None,
@@ -184,13 +222,16 @@ class ReplicaFetchers:
             min_bytes=self.min_bytes,
             max_bytes=self.response_max_bytes,
             isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
+            session_id=plan.session_id,
+            session_epoch=plan.session_epoch,
             topics=tuple(
                 make(module.FetchTopic, topic_id=topic_id, partitions=tuple(parts))
                 for topic_id, parts in topics.items()
             ),
-            forgotten_topics_data=(),
+            forgotten_topics_data=tuple(
+                make(module.ForgottenTopic, topic_id=topic_id, partitions=tuple(indexes))
+                for topic_id, indexes in forgotten.items()
+            ),
             rack_id="",
         )
 
@@ -219,6 +260,7 @@ class ReplicaFetchers:
                         "replica_fetch_partition_error", partition=partition.name, error=code.name
                     )
                     source.delayed_until[key] = now + self.backoff_s
+                    source.session.partition_failed(key)
 
     def _apply(self, partition: Partition, data: Any, now_ms: int) -> None:
         diverging = data.diverging_epoch

@@ -4,7 +4,8 @@ Over the raw wire (Fetch v12, two partitions): a full fetch with epoch 0 opens a
 session; an incremental fetch carries only partitions whose fetch offset moved and is
 answered only with partitions whose data, high watermark or log start changed; a wrong epoch is
 INVALID_FETCH_SESSION_EPOCH and an unknown session id FETCH_SESSION_ID_NOT_FOUND;
-forgotten partitions leave the session; epoch -1 closes it.
+forgotten partitions leave the session; a full fetch naming a session (epoch 0) closes
+it and opens a new one; epoch -1 closes it.
 """
 
 from __future__ import annotations
@@ -100,6 +101,16 @@ def test_incremental_fetch_session(broker_factory: object) -> None:
         assert _answered(_fetch(wire, session_id, 3, {1: 2}, forgotten=(0,))) == {}
         assert produce_partition(wire, "sessions", 0, batch).error_code == 0
         assert _answered(_fetch(wire, session_id, 4, {})) == {}
+
+        # A full fetch naming the session (epoch 0, as a follower after an error)
+        # closes it and opens a new one.
+        reopened = _fetch(wire, session_id, 0, {0: 0, 1: 0})
+        assert reopened.error_code == ErrorCode.none
+        assert _answered(reopened) == {0: 2, 1: 2}
+        assert int(reopened.session_id) not in (0, session_id)
+        assert _fetch(wire, session_id, 5, {}).error_code == ErrorCode.fetch_session_id_not_found
+        session_id = int(reopened.session_id)
+        assert _answered(_fetch(wire, session_id, 1, {0: 2, 1: 2})) == {}
 
         # Epoch -1 closes the session: a later incremental fetch finds none.
         closed = _fetch(wire, session_id, -1, {0: 0})

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ottla.broker.fetch_sessions import FetchSession, SessionPartition
+from ottla.broker.fetch_sessions import FetchSession, SessionPartition, next_epoch
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.broker.server import AfterSend
 from ottla.protocol import DecodedRequest, ErrorCode
@@ -72,24 +72,21 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     incremental = False
     if session_id == 0 and epoch not in (-1, 0):
         return _error(response_cls, ErrorCode.invalid_fetch_session_epoch)
-    if session_id != 0 and epoch == -1:
+    if session_id != 0 and epoch in (-1, 0):
+        # A full fetch closes the session it names (epoch 0 then opens a new one).
         broker.fetch_sessions.remove(session_id)
         session_id = 0
     fetch_set: dict[tuple[str, int], SessionPartition] = {}
     unknown: list[tuple[Any, int, ErrorCode]] = []
     replica_id = _replica_id(body)
-    last_fetched: dict[tuple[str, int], int] = {}
     for topic in body.topics:
         name = _topic_name(broker, topic, by_id)
         for partition in topic.partitions:
-            if replica_id >= 0 and name is not None:
-                last_fetched[(name, int(partition.partition))] = int(
-                    getattr(partition, "last_fetched_epoch", -1)
-                )
             state = SessionPartition(
                 int(partition.fetch_offset),
                 int(partition.partition_max_bytes),
                 int(getattr(partition, "current_leader_epoch", -1)),
+                int(getattr(partition, "last_fetched_epoch", -1)),
             )
             if name is None:
                 unknown.append(
@@ -113,7 +110,7 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
             for index in forgotten.partitions:
                 if name is not None:
                     session.partitions.pop((name, int(index)), None)
-        session.epoch += 1
+        session.epoch = next_epoch(session.epoch)
         fetch_set = session.partitions
     elif epoch == 0 and request.api_version >= 7:
         session = broker.fetch_sessions.new_session(connection)
@@ -122,7 +119,7 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     max_wait_ms = max(0, int(body.max_wait.total_seconds() * 1000))
     min_bytes = int(body.min_bytes)
     max_bytes = int(getattr(body, "max_bytes", 2**31 - 1))
-    replica = _Replica(replica_id, last_fetched) if replica_id >= 0 else None
+    replica = replica_id if replica_id >= 0 else None
     reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
     ready = sum(r.size for r in reads)
     has_error = any(r.error_code is not ErrorCode.none for r in reads) or bool(unknown)
@@ -143,14 +140,6 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     )
 
 
-@dataclass
-class _Replica:
-    """A follower's fetch: its id and each partition's last fetched epoch."""
-
-    replica_id: int
-    last_fetched_epoch: dict[tuple[str, int], int]
-
-
 def _replica_id(body: Any) -> int:
     state = getattr(body, "replica_state", None)
     if state is not None:
@@ -169,7 +158,7 @@ async def _long_poll(
     max_bytes: int,
     min_bytes: int,
     max_wait_ms: int,
-    replica: _Replica | None,
+    replica: int | None,
 ) -> Any:
     """Wait for data on any fetched partition (or max_wait), then read again."""
     global _delayed  # noqa: PLW0603 - one counter for the whole process
@@ -215,7 +204,7 @@ def _read_all(
     fetch_set: dict[tuple[str, int], SessionPartition],
     max_bytes: int,
     incremental: bool,
-    replica: _Replica | None = None,
+    replica: int | None = None,
 ) -> list[_Read]:
     reads = []
     budget = max_bytes
@@ -251,15 +240,13 @@ def _read_all(
         offset = state.fetch_offset
         end = read.high_watermark
         if replica is not None:
-            diverging = _diverging(
-                partition, offset, replica.last_fetched_epoch.get((topic, index))
-            )
+            diverging = _diverging(partition, offset, state.last_fetched_epoch)
             if diverging is not None:
                 read.diverging = diverging
                 continue
             if partition.log_start_offset <= offset <= partition.log_end_offset:
-                partition.follower_fetched(replica.replica_id, offset, broker.clock())
-                broker.isr.maybe_expand(partition, replica.replica_id)
+                partition.follower_fetched(replica, offset, broker.clock())
+                broker.isr.maybe_expand(partition, replica)
                 read.high_watermark = partition.high_watermark
             end = partition.log_end_offset
         if offset < partition.log_start_offset or offset > partition.log_end_offset:
@@ -281,10 +268,10 @@ def _read_all(
 
 
 def _diverging(
-    partition: Any, fetch_offset: int, last_fetched_epoch: int | None
+    partition: Any, fetch_offset: int, last_fetched_epoch: int
 ) -> tuple[int, int] | None:
     """(epoch, end offset) when a follower's log diverges from this leader's (KIP-320)."""
-    if last_fetched_epoch is None or last_fetched_epoch < 0:
+    if last_fetched_epoch < 0:
         return None
     epoch, end_offset = partition.log.epoch_cache.end_offset_for(
         last_fetched_epoch, partition.log_end_offset

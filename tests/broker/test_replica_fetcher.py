@@ -1,0 +1,255 @@
+"""The replica fetcher keeps an incremental fetch session with its leader (KIP-227).
+
+Proves, with the real `ReplicaFetchers` (its NodeClient, codec and session handler)
+against a scripted leader on a loopback socket that checks every Fetch it receives:
+the first fetch is full (session 0, epoch 0, every partition); after the leader names
+a session the follower sends (id, 1), (id, 2), ... listing only partitions whose fetch
+offset moved; it appends what the leader sends; FETCH_SESSION_ID_NOT_FOUND makes the
+very next fetch full with session 0 (no back-off: the back-off here is a minute, far
+beyond the test's wait); a partition no longer followed is forgotten; after
+INVALID_FETCH_SESSION_EPOCH the next fetch is full and names the old session; a
+partition answered with an error (an unknown topic id, which a leader leaves out of its
+session) is listed again after its back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import struct
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from ottla.broker.replica_fetcher import FETCH_VERSION, ReplicaFetchers
+from ottla.protocol import (
+    SUPPORTED_APIS,
+    DecodedRequest,
+    ErrorCode,
+    Record,
+    build_batch,
+    decode_request,
+    encode_response,
+    iter_batches,
+    make,
+)
+
+TOPIC_ID = uuid.UUID(int=99)
+LEADER = 1
+LEADER_EPOCH = 3
+WAIT_S = 10.0  # a bound on a broken fetcher, never reached when it works
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.epoch_cache = SimpleNamespace(latest_epoch=LEADER_EPOCH)
+
+
+class _Partition:
+    """What the fetcher uses of a follower partition: offsets and appends."""
+
+    def __init__(self, index: int) -> None:
+        self.topic = "t"
+        self.index = index
+        self.name = f"t-{index}"
+        self.topic_id = TOPIC_ID
+        self.log = _Log()
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+        self.follower_of = LEADER
+        self.high_watermark = 0
+
+    def append_as_follower(self, records: Any, high_watermark: int, now_ms: int) -> int:
+        for batch in iter_batches(bytes(records)):
+            assert batch.base_offset == self.log_end_offset
+            self.log_end_offset = batch.base_offset + batch.last_offset_delta + 1
+        self.high_watermark = high_watermark
+        return len(records)
+
+
+class _Leader:
+    """A scripted leader: hands each Fetch to the test, which answers it."""
+
+    def __init__(self) -> None:
+        self.requests: asyncio.Queue[tuple[DecodedRequest, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                size = struct.unpack(">i", await reader.readexactly(4))[0]
+                await self.requests.put((decode_request(await reader.readexactly(size)), writer))
+
+    async def next(self) -> tuple[Any, Any]:
+        """(request body, answer function) of the next Fetch."""
+        request, writer = await asyncio.wait_for(self.requests.get(), WAIT_S)
+        assert request.header.api_key == 1 and request.api_version == FETCH_VERSION
+
+        def answer(
+            partitions: tuple[Any, ...] = (),
+            session_id: int = 0,
+            error: ErrorCode = ErrorCode.none,
+        ) -> None:
+            body = make(
+                SUPPORTED_APIS[1].response_type(FETCH_VERSION),
+                throttle_time=datetime.timedelta(0),
+                error_code=error,
+                session_id=session_id,
+                responses=(
+                    (_module().FetchableTopicResponse(topic_id=TOPIC_ID, partitions=partitions),)
+                    if partitions
+                    else ()
+                ),
+            )
+            writer.writelines(encode_response(request.header, body))
+
+        return request.body, answer
+
+
+def _module() -> Any:
+    return SUPPORTED_APIS[1].response_module(FETCH_VERSION)
+
+
+def _data(index: int, high_watermark: int, records: bytes = b"") -> Any:
+    return make(
+        _module().PartitionData,
+        partition_index=index,
+        error_code=ErrorCode.none,
+        high_watermark=high_watermark,
+        last_stable_offset=high_watermark,
+        log_start_offset=0,
+        aborted_transactions=None,
+        preferred_read_replica=-1,
+        records=records,
+    )
+
+
+def _listed(body: Any) -> dict[int, int]:
+    """partition -> fetch offset of the partitions a Fetch lists."""
+    return {
+        int(p.partition): int(p.fetch_offset)
+        for t in body.topics
+        if t.topic_id == TOPIC_ID
+        for p in t.partitions
+    }
+
+
+def _session(body: Any) -> tuple[int, int]:
+    return int(body.session_id), int(body.session_epoch)
+
+
+def _broker(port: int, partitions: dict[tuple[str, int], _Partition], backoff_ms: int) -> Any:
+    """What `ReplicaFetchers` uses of a follower broker."""
+    config = {
+        "replica.fetch.wait.max.ms": 500,
+        "replica.fetch.min.bytes": 1,
+        "replica.fetch.max.bytes": 1 << 20,
+        "replica.fetch.response.max.bytes": 10 << 20,
+        "replica.fetch.backoff.ms": backoff_ms,
+    }
+    return SimpleNamespace(
+        config=SimpleNamespace(get=config.__getitem__),
+        image=SimpleNamespace(
+            brokers={LEADER: SimpleNamespace(endpoints=(("PLAINTEXT", "127.0.0.1", port),))},
+            topics_by_id={TOPIC_ID: SimpleNamespace(name="t")},
+        ),
+        replicas=SimpleNamespace(get=lambda topic, index: partitions.get((topic, index))),
+        node_id=2,
+        controller=SimpleNamespace(broker_epoch=5),
+        clock=lambda: 0,
+        node_client=None,
+    )
+
+
+async def test_follower_fetches_incrementally_and_falls_back_to_full() -> None:
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", 0): _Partition(0), ("t", 1): _Partition(1)}
+    broker = _broker(port, partitions, backoff_ms=60_000)
+    fetchers = ReplicaFetchers(broker)
+    try:
+        fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
+
+        body, answer = await leader.next()
+        assert _session(body) == (0, 0)
+        assert _listed(body) == {0: 0, 1: 0}
+        assert int(body.replica_state.replica_id) == 2
+        batch = bytes(build_batch([Record(key=None, value=b"a"), Record(key=None, value=b"b")]))
+        answer((_data(0, 2, batch), _data(1, 0)), session_id=42)
+
+        # Only partition 0 moved (it appended two records): it alone is listed.
+        body, answer = await leader.next()
+        assert _session(body) == (42, 1)
+        assert _listed(body) == {0: 2}
+        assert partitions[("t", 0)].log_end_offset == 2
+        assert partitions[("t", 0)].high_watermark == 2
+        answer(session_id=42)
+
+        body, answer = await leader.next()
+        assert _session(body) == (42, 2)
+        assert _listed(body) == {}
+        answer(error=ErrorCode.fetch_session_id_not_found)
+
+        # The leader lost the session (say it restarted): a full fetch at once.
+        body, answer = await leader.next()
+        assert _session(body) == (0, 0)
+        assert _listed(body) == {0: 2, 1: 0}
+        answer((_data(0, 2), _data(1, 0)), session_id=43)
+
+        body, answer = await leader.next()
+        assert _session(body) == (43, 1)
+        fetchers.update({("t", 0): (LEADER, LEADER_EPOCH)})  # no longer follows t-1
+        answer(session_id=43)
+
+        body, answer = await leader.next()
+        assert _session(body) == (43, 2)
+        assert _listed(body) == {}
+        assert [(t.topic_id, list(t.partitions)) for t in body.forgotten_topics_data] == [
+            (TOPIC_ID, [1])
+        ]
+        answer(error=ErrorCode.invalid_fetch_session_epoch)
+
+        body, answer = await leader.next()
+        assert _session(body) == (43, 0)
+        assert _listed(body) == {0: 2}
+        assert not body.forgotten_topics_data
+    finally:
+        await fetchers.stop()
+        server.close()
+
+
+async def test_partition_answered_with_an_error_is_listed_again() -> None:
+    """The follower's only partition from this leader gets an error in the full fetch
+    that opens the session: it backs off (no fetch is sent meanwhile), then is listed
+    again although its fetch offset did not change."""
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", 1): _Partition(1)}
+    fetchers = ReplicaFetchers(_broker(port, partitions, backoff_ms=50))
+    try:
+        fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
+        body, answer = await leader.next()
+        assert _session(body) == (0, 0)
+        assert _listed(body) == {1: 0}
+        unknown = make(
+            _module().PartitionData,
+            partition_index=1,
+            error_code=ErrorCode.unknown_topic_id,
+            high_watermark=-1,
+            last_stable_offset=-1,
+            log_start_offset=-1,
+            aborted_transactions=None,
+            preferred_read_replica=-1,
+            records=b"",
+        )
+        answer((unknown,), session_id=42)
+
+        body, answer = await leader.next()
+        assert _session(body) == (42, 1)
+        assert _listed(body) == {1: 0}
+        assert not body.forgotten_topics_data
+    finally:
+        await fetchers.stop()
+        server.close()
