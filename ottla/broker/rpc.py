@@ -3,8 +3,9 @@
 `NodeClient` keeps one connection per (node id, lane) to the addresses it was given
 (`controller.quorum.voters`), opened on first use and reopened after any failure. A
 connection pipelines requests (correlation ids match responses to requests, which Kafka
-answers in order); one reader task per connection resolves them. Two lanes per node keep
-long-polling Fetch/FetchSnapshot from delaying Vote and BeginQuorumEpoch behind them.
+answers in order) and, an `asyncio.BufferedProtocol`, resolves them as their frames
+arrive. Two lanes per node keep long-polling Fetch/FetchSnapshot from delaying Vote and
+BeginQuorumEpoch behind them.
 
 Every request has a timeout; on timeout the connection is closed (a late response must
 never be matched to a newer request) and the caller gets TimeoutError. Connection
@@ -27,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from ottla.protocol import ProtocolError, decode_response, encode_request
+from ottla.protocol import FrameDecoder, ProtocolError, decode_response, encode_request
 
 __all__ = ["NodeClient", "parse_voters"]
 
@@ -54,29 +55,60 @@ def parse_voters(text: list[str] | str) -> dict[int, tuple[str, int]]:
     return voters
 
 
-class _Connection:
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        on_close: Callable[[], None] | None = None,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+class _Connection(asyncio.BufferedProtocol):
+    """One connection: requests written in order, responses cut from the stream.
+
+    Responses are received straight into a `FrameDecoder` (a large one, a replica
+    fetch of megabytes, into its own buffer of the frame's size: no `StreamReader`
+    buffer growing, pausing the socket every 128 KiB and copying the frame out) and
+    decoded in the transport's callback, so the caller's future is resolved without a
+    reader task in between.
+    """
+
+    def __init__(self, on_close: Callable[[], None] | None = None) -> None:
         self._on_close = on_close
+        self._transport: asyncio.Transport | None = None
+        self._decoder = FrameDecoder(_FRAME_BYTES_MAX)
         self._pending: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
         self._next_correlation = 1
         self.closed = False
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self._decoder.buffer_updated(nbytes)
+        except ProtocolError as problem:
+            self.close(ConnectionError(f"bad response frame: {problem}"))
+            return
+        while not self.closed:
+            frame = self._decoder.next_frame()
+            if frame is None:
+                return
+            self._resolve(frame)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(exc if exc is not None else ConnectionError("connection closed by peer"))
+
+    # -- requests ------------------------------------------------------------------------
 
     async def call(self, request: Any, timeout_s: float) -> Any:
-        if self.closed:
+        if self.closed or self._transport is None:
             raise ConnectionError("connection closed")
         correlation_id = self._next_correlation
         self._next_correlation = (self._next_correlation + 1) & 0x7FFFFFFF
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = (request, future)
-        self._writer.writelines(encode_request(request, correlation_id, "ottla-raft"))
+        self._transport.writelines(encode_request(request, correlation_id, "ottla-raft"))
         try:
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
@@ -85,32 +117,23 @@ class _Connection:
         finally:
             self._pending.pop(correlation_id, None)
 
-    async def _read_loop(self) -> None:
-        error: BaseException = ConnectionError("connection closed by peer")
+    def _resolve(self, frame: bytes | bytearray) -> None:
+        if len(frame) < 4:
+            self.close(ConnectionError(f"bad response frame size {len(frame)}"))
+            return
+        correlation_id = int.from_bytes(frame[:4], "big", signed=True)
+        pending = self._pending.pop(correlation_id, None)
+        if pending is None:
+            return  # its caller timed out
+        request, future = pending
+        if future.done():
+            return
         try:
-            while True:
-                size = int.from_bytes(await self._reader.readexactly(4), "big", signed=True)
-                if not 4 <= size <= _FRAME_BYTES_MAX:
-                    raise ConnectionError(f"bad response frame size {size}")
-                frame = await self._reader.readexactly(size)
-                correlation_id = int.from_bytes(frame[:4], "big", signed=True)
-                pending = self._pending.pop(correlation_id, None)
-                if pending is None:
-                    continue  # its caller timed out
-                request, future = pending
-                if future.done():
-                    continue
-                try:
-                    _, body = decode_response(frame, request)
-                except ProtocolError as problem:
-                    future.set_exception(problem)
-                    continue
-                future.set_result(body)
-        except (OSError, asyncio.IncompleteReadError, ProtocolError) as problem:
-            error = problem if isinstance(problem, OSError) else ConnectionError(repr(problem))
-        except asyncio.CancelledError:
-            error = ConnectionError("connection closed")
-        self.close(error)
+            _, body = decode_response(frame, request)
+        except ProtocolError as problem:
+            future.set_exception(problem)
+            return
+        future.set_result(body)
 
     def close(self, error: BaseException) -> None:
         if self.closed:
@@ -120,10 +143,9 @@ class _Connection:
             if not future.done():
                 future.set_exception(ConnectionError(str(error)))
         self._pending.clear()
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        if self._task is not asyncio.current_task():
-            self._task.cancel()
+        if self._transport is not None:
+            with contextlib.suppress(Exception):
+                self._transport.close()
         if self._on_close is not None:
             self._on_close()
 
@@ -169,11 +191,14 @@ class NodeClient:
         if address is None:
             raise ConnectionError(f"no address for node {node_id}")
         host, port = address
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port), _CONNECT_TIMEOUT_S
+        _, connection = await asyncio.wait_for(
+            asyncio.get_running_loop().create_connection(
+                lambda: _Connection(lambda: self._lost(node_id, lane)), host, port
+            ),
+            _CONNECT_TIMEOUT_S,
         )
         _log.debug("rpc.connected", node_id=node_id, host=host, port=port)
-        return _Connection(reader, writer, lambda: self._lost(node_id, lane))
+        return connection
 
     def _lost(self, node_id: int, lane: str) -> None:
         if self._on_lost is not None and not self._closed:

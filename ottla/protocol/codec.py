@@ -226,7 +226,8 @@ def decode_response(frame: bytes | bytearray | memoryview, request_body: Any) ->
     correlation_id = int.from_bytes(bytes(frame[:4]), "big", signed=True)
     offset = 4 if header_version == 0 else 5
     try:
-        body, size = entity_reader(response_type)(bytes(frame), offset)
+        # A read-only view, not a copy: a replica fetch response is megabytes.
+        body, size = entity_reader(response_type)(readonly(frame), offset)
     except _DECODE_ERRORS as error:
         raise ProtocolError(
             ErrorCode.invalid_request, f"malformed response v{version} to api {api_key}: {error}"
