@@ -2,14 +2,22 @@
 
 Measures, on the disk holding `--dir` (default: a temporary directory):
 
-1. append throughput of 1 KiB, 16 KiB and 1 MiB batches through `Log.append`
-   (validate CRC, copy into the mmap'd segment, assign offsets), against plain
-   sequential `os.write()` of the same bytes to a file in the same directory, in the
-   same run; both without fsync in the loop, then both including a final fsync
-   (runs interleaved in rotating order, `os.sync()` before each, files deleted only
-   after all runs of a batch size, medians of three); also with a
-   pre-validated `RecordBatchView`, the broker's path (its produce handler has
-   already checked the CRC, so storage does not repeat it);
+1. append throughput of 1 KiB, 16 KiB and 1 MiB batches against plain sequential
+   `os.write()` of the same bytes to a file in the same directory, in the same run:
+   - "view": `Log.append_batch(view, now_ms, leader_epoch)`, the broker's produce
+     path. The view is built before the timed loop: the produce handler builds and
+     CRC-checks it while parsing the request (`iter_batches`, measured by
+     `bench.protocol`), and storage does not repeat the CRC;
+   - "bytes": `Log.append(batch_bytes)`, where storage itself checks the header and
+     CRC32C of every batch before writing it;
+   each assigns the offset, stamps the leader epoch, writes the batch through the
+   segment's descriptor and keeps the sparse indexes; plain `write()` only copies.
+   Both sides without fsync in the loop, then including the final fsync (ottla:
+   `flush()`, which also writes the pending index entries). Runs interleaved in
+   rotating order, `os.sync()` before each, files deleted only after all runs of a
+   batch size, medians. Every batch is the same bytes, so the time index gets one
+   entry; a last row uses 16 KiB batches whose timestamps all differ and rise (a
+   time-index entry per batch, as under a busy producer), 4,096 distinct batches;
 2. read throughput: `Log.read` over the whole log, first pass (CRC-verifies each
    batch once) and second pass, each copying the bytes out as a socket send would;
 3. reopen time of a 2 GiB log after a clean close, after an unclean stop (no clean
@@ -41,13 +49,15 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 
-def _batch_of(total_bytes: int) -> bytes:
+def _batch_of(total_bytes: int, timestamp_ms: int = 0) -> bytes:
     """A one-record batch whose whole size is `total_bytes`."""
     probe = build_batch([Record(key=b"k", value=b"")])
     overhead = len(probe)
     value_bytes = total_bytes - overhead
     for _ in range(4):  # the value's varint length grows with it
-        batch = build_batch([Record(key=b"k", value=os.urandom(max(0, value_bytes)))])
+        batch = build_batch(
+            [Record(key=b"k", value=os.urandom(max(0, value_bytes)))], base_timestamp=timestamp_ms
+        )
         value_bytes += total_bytes - len(batch)
     assert len(batch) == total_bytes, (len(batch), total_bytes)
     return bytes(batch)
@@ -73,16 +83,29 @@ def _drop(log: Log) -> None:
 
 
 def _append_ottla(
-    directory: Path, batch: bytes, count: int, *, as_view: bool = False
+    directory: Path, batches: list[bytes], count: int, *, as_view: bool = False
 ) -> tuple[float, float]:
     log = Log.open(directory, LogConfig(max_message_bytes=2 * MIB))
-    started = time.perf_counter()
-    if as_view:  # the broker's path: it validated the batch (CRC) while parsing
-        for _ in range(count):
-            log.append(RecordBatchView(batch), now_ms=0)
+    rounds, rest = divmod(count, len(batches))
+    if as_view:  # the broker's path: it validated each batch (CRC) while parsing
+        views = [RecordBatchView(batch) for batch in batches]
+        for view in views:
+            view.validate()
+        append_batch = log.append_batch
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for view in views:
+                append_batch(view, 0, 0)
+        for view in views[:rest]:
+            append_batch(view, 0, 0)
     else:
-        for _ in range(count):
-            log.append(batch, now_ms=0)
+        append = log.append
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for batch in batches:
+                append(batch, now_ms=0, leader_epoch=0)
+        for batch in batches[:rest]:
+            append(batch, now_ms=0, leader_epoch=0)
     loop_s = time.perf_counter() - started
     log.flush()
     synced_s = time.perf_counter() - started
@@ -90,11 +113,16 @@ def _append_ottla(
     return loop_s, synced_s
 
 
-def _append_plain(path: Path, batch: bytes, count: int) -> tuple[float, float]:
+def _append_plain(path: Path, batches: list[bytes], count: int) -> tuple[float, float]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    rounds, rest = divmod(count, len(batches))
+    write = os.write
     started = time.perf_counter()
-    for _ in range(count):
-        os.write(fd, batch)
+    for _ in range(rounds):
+        for batch in batches:
+            write(fd, batch)
+    for batch in batches[:rest]:
+        write(fd, batch)
     loop_s = time.perf_counter() - started
     os.fsync(fd)
     synced_s = time.perf_counter() - started
@@ -103,47 +131,51 @@ def _append_plain(path: Path, batch: bytes, count: int) -> tuple[float, float]:
 
 
 def bench_append(root: Path, total_bytes: int, repeats: int) -> list[str]:
-    """Interleaved runs (ottla, plain, ottla, ...), `os.sync()` before each; medians."""
+    """Interleaved runs (view, bytes, plain, ...), `os.sync()` before each; medians."""
     lines = [
-        "| batch | plain write() MB/s | ottla append(bytes) MB/s | ratio "
-        "| ottla append(view) MB/s | ratio | plain +fsync MB/s | ottla (bytes) +fsync MB/s "
+        "| batch | plain write() MB/s | ottla append_batch(view) MB/s | ratio "
+        "| ottla append(bytes) MB/s | ratio | plain +fsync MB/s | ottla (view) +fsync MB/s "
         "| ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for batch_bytes in (KIB, 16 * KIB, MIB):
-        batch = _batch_of(batch_bytes)
-        count = max(1, total_bytes // batch_bytes)
-        ottla_runs: list[tuple[float, float]] = []
-        view_runs: list[tuple[float, float]] = []
-        plain_runs: list[tuple[float, float]] = []
-        kinds = ["bytes", "view", "plain"]
+    rising_count = 4096
+    cases = [
+        (f"{size // KIB} KiB", [_batch_of(size)], max(1, total_bytes // size))
+        for size in (KIB, 16 * KIB, MIB)
+    ]
+    cases.append(
+        (
+            "16 KiB, rising timestamps",
+            [_batch_of(16 * KIB, 1_700_000_000_000 + index) for index in range(rising_count)],
+            rising_count,
+        )
+    )
+    for number, (label, batches, count) in enumerate(cases):
+        runs: dict[str, list[tuple[float, float]]] = {"view": [], "bytes": [], "plain": []}
+        kinds = list(runs)
         for repeat in range(repeats):
             # Rotate the order, and delete files only after all runs of a size: the
             # first write after freeing a large file is measurably slower here.
             for kind in kinds[repeat % 3 :] + kinds[: repeat % 3]:
                 os.sync()
-                target = root / f"{kind}-{batch_bytes}-{repeat}"
+                target = root / f"{kind}-{number}-{repeat}"
                 if kind == "plain":
-                    plain_runs.append(_append_plain(target, batch, count))
+                    runs[kind].append(_append_plain(target, batches, count))
                 else:
-                    runs = ottla_runs if kind == "bytes" else view_runs
-                    runs.append(_append_ottla(target, batch, count, as_view=kind == "view"))
-        for path in root.glob(f"*-{batch_bytes}-*"):
+                    runs[kind].append(_append_ottla(target, batches, count, as_view=kind == "view"))
+        for path in root.glob(f"*-{number}-*"):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink()
-        ottla_s = statistics.median(run[0] for run in ottla_runs)
-        ottla_sync_s = statistics.median(run[1] for run in ottla_runs)
-        view_s = statistics.median(run[0] for run in view_runs)
-        plain_s = statistics.median(run[0] for run in plain_runs)
-        plain_sync_s = statistics.median(run[1] for run in plain_runs)
-        megabytes = count * batch_bytes / 1e6
+        loop = {kind: statistics.median(run[0] for run in runs[kind]) for kind in kinds}
+        synced = {kind: statistics.median(run[1] for run in runs[kind]) for kind in kinds}
+        megabytes = count * len(batches[0]) / 1e6
         lines.append(
-            f"| {batch_bytes // KIB} KiB | {megabytes / plain_s:.0f} | {megabytes / ottla_s:.0f} "
-            f"| {plain_s / ottla_s:.0%} | {megabytes / view_s:.0f} | {plain_s / view_s:.0%} "
-            f"| {megabytes / plain_sync_s:.0f} | {megabytes / ottla_sync_s:.0f} "
-            f"| {plain_sync_s / ottla_sync_s:.0%} |"
+            f"| {label} | {megabytes / loop['plain']:.0f} | {megabytes / loop['view']:.0f} "
+            f"| {loop['plain'] / loop['view']:.0%} | {megabytes / loop['bytes']:.0f} "
+            f"| {loop['plain'] / loop['bytes']:.0%} | {megabytes / synced['plain']:.0f} "
+            f"| {megabytes / synced['view']:.0f} | {synced['plain'] / synced['view']:.0%} |"
         )
     return lines
 
@@ -224,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.storage", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (same disk)")
+    parser.add_argument("--repeats", type=int, default=0, help="append runs per kind (median)")
+    parser.add_argument("--append-only", action="store_true", help="skip read/reopen/RSS")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     append_bytes = 64 * MIB if args.quick else 1 * GIB
@@ -233,9 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"storage benchmark in {root} ({os.cpu_count()} cores)", flush=True)
         print(f"append, {append_bytes / MIB:.0f} MiB per run, median of runs:", flush=True)
-        for line in bench_append(root, append_bytes, 1 if args.quick else 3):
+        for line in bench_append(root, append_bytes, args.repeats or (1 if args.quick else 3)):
             print(line, flush=True)
         print(flush=True)
+        if args.append_only:
+            return 0
         for line in bench_read_and_reopen(root, log_bytes):
             print(line, flush=True)
         for line in bench_partitions(root, partitions):

@@ -332,7 +332,7 @@ class Partition:
                 stored.set_log_append_time(now_ms)
                 append_time = now_ms
             try:
-                appended = self.log.append(stored, leader_epoch=self.leader_epoch, now_ms=now_ms)
+                base_offset = self.log.append_batch(stored, now_ms, self.leader_epoch)
             except ProtocolError as error:
                 return AppendOutcome(error.error_code, str(error))
             except OSError as error:
@@ -340,10 +340,10 @@ class Partition:
                 # client retries) rather than dropping the connection.
                 log.error("append_failed", partition=self.name, error=str(error))
                 return AppendOutcome(ErrorCode.kafka_storage_error, f"Cannot append: {error}")
-            self.producers.record(stored, appended.first_offset)
+            self.producers.record(stored, base_offset)
             if first_offset < 0:
-                first_offset = appended.first_offset
-            last_offset = appended.last_offset
+                first_offset = base_offset
+            last_offset = base_offset + stored.last_offset_delta
         self.wake_waiters()
         self._leader_appended()
         return AppendOutcome(

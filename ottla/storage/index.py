@@ -40,7 +40,9 @@ class _MappedIndex:
         self._map: mmap.mmap | None = None
         self._capacity_entries = 0
         self._fd: int | None = None
-        self._mirror: bytearray | None = None
+        self.mirror: bytearray | None = None
+        """While open for appends: every entry, as in the file (the unwritten ones too).
+        `Log.append`'s fast path extends it (and `entries`) directly."""
         self._written_entries = 0
 
     def __del__(self) -> None:
@@ -73,14 +75,14 @@ class _MappedIndex:
             os.close(fd)
             raise
         self._fd = fd
-        self._mirror = bytearray(existing)
+        self.mirror = bytearray(existing)
         self.entries = len(existing) // entry_bytes
         self._written_entries = self.entries
         self._capacity_entries = max(capacity_bytes // entry_bytes, self.entries + 1)
 
     def _ensure_map(self) -> mmap.mmap | bytearray | None:
-        if self._mirror is not None:
-            return self._mirror
+        if self.mirror is not None:
+            return self.mirror
         if self._map is None and self.entries:
             fd = os.open(self.path, os.O_RDONLY)
             try:
@@ -97,7 +99,7 @@ class _MappedIndex:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._mirror = None
+        self.mirror = None
 
     @property
     def pending_entries(self) -> int:
@@ -105,11 +107,11 @@ class _MappedIndex:
 
     def write_pending(self) -> None:
         """Write appended entries to the file (OSError, e.g. ENOSPC, surfaces here)."""
-        if self._fd is None or self._mirror is None or self._written_entries >= self.entries:
+        if self._fd is None or self.mirror is None or self._written_entries >= self.entries:
             return
         size = self.ENTRY.size
         start, end = self._written_entries * size, self.entries * size
-        written = os.pwrite(self._fd, memoryview(self._mirror)[start:end], start)
+        written = os.pwrite(self._fd, memoryview(self.mirror)[start:end], start)
         self._written_entries += written // size
         if self._written_entries < self.entries:
             raise OSError(f"short write to {self.path}")
@@ -135,7 +137,12 @@ class _MappedIndex:
 
     @property
     def is_full(self) -> bool:
-        return self._mirror is not None and self.entries >= self._capacity_entries
+        return self.mirror is not None and self.entries >= self._capacity_entries
+
+    @property
+    def room(self) -> int:
+        """Entries that still fit (0 unless open for appends)."""
+        return self._capacity_entries - self.entries if self.mirror is not None else 0
 
     def entry(self, index: int) -> tuple[int, int]:
         mapped = self._ensure_map()
@@ -146,9 +153,9 @@ class _MappedIndex:
     def _append(self, first: int, second: int) -> None:
         # Entries are written with pwrite, not through a map: a store into a sparse
         # mapped page on a full disk is SIGBUS, a pwrite is an OSError.
-        assert self._mirror is not None, "index is not open for appends"
+        assert self.mirror is not None, "index is not open for appends"
         assert self.entries < self._capacity_entries, "index is full"
-        self._mirror += self.ENTRY.pack(first, second)
+        self.mirror += self.ENTRY.pack(first, second)
         self.entries += 1
 
     def _largest_at_most(self, key: int) -> int:
@@ -172,8 +179,8 @@ class _MappedIndex:
     def truncate_entries(self, count: int) -> None:
         """Keep only the first `count` entries."""
         count = max(0, min(count, self.entries))
-        if self._mirror is not None:
-            del self._mirror[count * self.ENTRY.size :]
+        if self.mirror is not None:
+            del self.mirror[count * self.ENTRY.size :]
             self._written_entries = min(self._written_entries, count)
             assert self._fd is not None
             os.ftruncate(self._fd, self._written_entries * self.ENTRY.size)

@@ -59,6 +59,7 @@ from ottla.storage.checkpoints import (
 )
 from ottla.storage.config import LogConfig
 from ottla.storage.epoch_cache import LeaderEpochCache
+from ottla.storage.index import OffsetIndex, TimeIndex
 from ottla.storage.recovery import RELATIVE_OFFSET_MAX, complete_interrupted_swaps
 from ottla.storage.retention import SegmentInfo, segments_to_delete
 from ottla.storage.segment import (
@@ -136,6 +137,32 @@ class LogReadResult:
 
 
 _HEADER: Final = struct.Struct(">qiibIhiqqqhii")
+_HEAD: Final = struct.Struct(">qii")  # base_offset, batch_length, partition_leader_epoch
+_HEAD_PACK: Final = _HEAD.pack
+_HEAD_BYTES: Final = _HEAD.size
+_VIEW: Final = RecordBatchView
+_UNBOUNDED: Final = 2**63
+_INDEX_WRITE_WINDOW_BYTES: Final = 16 * 1024 * 1024
+# (active segment, its descriptor, end position max, last offset max, max timestamp max,
+#  now_ms max, max.message.bytes, latest leader epoch, index.interval.bytes, offset
+#  index and its in-memory entries, time index and its entries): see `Log._arm`.
+_FastPath = tuple[
+    "LogSegment",
+    int,
+    int,
+    int,
+    int,
+    int,
+    int,
+    int,
+    int,
+    OffsetIndex,
+    bytearray,
+    TimeIndex,
+    bytearray,
+]
+_OFFSET_ENTRY_PACK: Final = OffsetIndex.ENTRY.pack
+_TIME_ENTRY_PACK: Final = TimeIndex.ENTRY.pack
 _CRC_START: Final = 21
 _BATCH_LENGTH_MIN: Final = BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES
 _COMPRESSION_MAX: Final = 4
@@ -212,8 +239,12 @@ class Log:
         self.recovery_point = 0
         self.epoch_cache = LeaderEpochCache(directory)
         self._graveyard: list[LogSegment] = []
-        self._unflushed_messages = 0
+        self._flushed_offset = 0
+        """The log end offset at the last flush: `unflushed_messages` counts from it."""
         self._last_flush_ms = 0
+        self._fast: _FastPath | None = None
+        """Limits within which an append needs none of the general path's decisions
+        (see `_arm`); None until the first append, and after anything that changes them."""
         self.closed = False
         self.generation = 0
         """Bumped when segments are removed or rewritten (the cleaner checks it)."""
@@ -300,6 +331,7 @@ class Log:
             self.log_end_offset if clean else min(recovery_point, self.log_end_offset)
         )
         self._last_flush_ms = now_ms
+        self._flushed_offset = self.log_end_offset
         self._load_epoch_cache()
         if not clean:
             self.flush(now_ms)
@@ -371,6 +403,7 @@ class Log:
     def update_config(self, config: LogConfig) -> None:
         """Apply changed topic settings (AlterConfigs); they take effect from the next
         append, roll, retention or compaction (index capacities at the next roll)."""
+        self._fast = None
         self.config = config
         for segment in self.segments:
             segment.config = config
@@ -384,6 +417,11 @@ class Log:
     @property
     def log_end_offset(self) -> int:
         return self.segments[-1].next_offset
+
+    @property
+    def unflushed_messages(self) -> int:
+        """Offsets appended since the last flush (Kafka's `log end - recovery point`)."""
+        return self.log_end_offset - self._flushed_offset
 
     @property
     def size_bytes(self) -> int:
@@ -406,6 +444,89 @@ class Log:
 
     # -- appending ------------------------------------------------------------------------
 
+    def append_batch(
+        self, batch: RecordBatchView, now_ms: int, leader_epoch: int | None = None
+    ) -> int:
+        """The produce path: append one validated batch as the leader; its base offset.
+
+        The same as `append(batch, now_ms=now_ms, leader_epoch=leader_epoch)` (the last
+        offset is the base offset plus `batch.last_offset_delta`), without building an
+        `AppendInfo`. `batch` must have passed `RecordBatchView.validate()` (the produce
+        handler's `iter_batches` does it): its CRC is not checked again, and its header
+        fields are trusted as they are. The same errors as `append`, and an append
+        that fails leaves the log unchanged.
+        """
+        fast = self._fast
+        if fast is not None:
+            # Within the limits `_arm` set, no roll, flush, file growth, epoch change
+            # or index write is due: what is left of `append` is done inline here. It
+            # must stay what `_append_one` + `LogSegment.record_batch` do (the tests in
+            # tests/storage/test_fast_path.py compare the two).
+            (
+                segment,
+                fd,
+                end_max,
+                offset_max,
+                timestamp_max,
+                now_max,
+                size_max,
+                epoch_max,
+                interval,
+                offset_index,
+                offset_entries,
+                time_index,
+                time_entries,
+            ) = fast
+            size = batch.batch_length + LOG_OVERHEAD_BYTES
+            start = segment.size
+            end = start + size
+            first_offset = segment.next_offset
+            last_offset = first_offset + batch.last_offset_delta
+            max_timestamp = batch.max_timestamp
+            if (
+                end <= end_max
+                and last_offset <= offset_max
+                and max_timestamp <= timestamp_max
+                and now_ms <= now_max
+                and size <= size_max
+                and (leader_epoch is None or leader_epoch <= epoch_max)
+            ):
+                position = batch.position
+                head = _HEAD_PACK(
+                    first_offset,
+                    size - LOG_OVERHEAD_BYTES,
+                    batch.partition_leader_epoch if leader_epoch is None else leader_epoch,
+                )
+                rest = memoryview(batch.buffer)[position + _HEAD_BYTES : position + size]
+                # One pwritev of [patched header, the rest]: the input is not modified.
+                # Fewer bytes than `size` (a full disk, a signal, or a view shorter than
+                # its batch) falls through: the general path rewrites the whole batch
+                # at the same place or raises, and nothing was counted yet.
+                if os.pwritev(fd, [head, rest], start) == size:
+                    if start - segment.index_mark > interval:
+                        # `segment.add_index_entries`, inline (`_arm` saw room for it).
+                        offset_entries += _OFFSET_ENTRY_PACK(
+                            last_offset - offset_index.base_offset, start
+                        )
+                        offset_index.entries += 1
+                        segment.index_mark = start
+                        timestamp = segment.max_timestamp  # so far, without this batch
+                        if timestamp > segment.last_indexed_timestamp:
+                            time_entries += _TIME_ENTRY_PACK(
+                                timestamp, segment.offset_of_max_timestamp - time_index.base_offset
+                            )
+                            time_index.entries += 1
+                            segment.last_indexed_timestamp = timestamp
+                    if max_timestamp > segment.max_timestamp:
+                        segment.max_timestamp = max_timestamp
+                        segment.offset_of_max_timestamp = first_offset
+                    if segment.verified_bytes == start:  # validated on the way in
+                        segment.verified_bytes = end
+                    segment.size = end
+                    segment.next_offset = last_offset + 1
+                    return first_offset
+        return self._append(batch, now_ms, True, leader_epoch).first_offset
+
     def append(
         self,
         records: bytes | bytearray | memoryview | RecordBatchView,
@@ -417,13 +538,46 @@ class Log:
         """Append one or more v2 batches; offsets are assigned unless `assign_offsets`.
 
         `records` is the batch bytes (validated here: length, magic, CRC) or a
-        `RecordBatchView` the caller already validated. `leader_epoch` (the leader's
-        epoch) is stamped into each batch; followers pass None and keep the epochs the
-        leader stamped. The input is never modified (patched header fields are written
-        separately). Raises ProtocolError: CORRUPT_MESSAGE (bad length/CRC/magic),
-        MESSAGE_TOO_LARGE (`max.message.bytes`), OFFSET_OUT_OF_RANGE (a follower batch
-        whose offset does not increase); the log is then unchanged.
+        `RecordBatchView` the caller already validated (see `append_batch`, the
+        produce path). `leader_epoch` (the leader's epoch) is stamped into each batch;
+        followers pass None and keep the epochs the leader stamped. The input is never
+        modified (patched header fields are written separately). Raises ProtocolError:
+        CORRUPT_MESSAGE (bad length/CRC/magic), MESSAGE_TOO_LARGE
+        (`max.message.bytes`), OFFSET_OUT_OF_RANGE (a follower batch whose offset does
+        not increase); the log is then unchanged.
         """
+        if assign_offsets and self._fast is not None and not isinstance(records, _VIEW):
+            # One whole batch of bytes (a produce request's usual content): validate
+            # it as the produce handler does, then take the produce path.
+            try:
+                view = RecordBatchView(records)
+            except ProtocolError:
+                view = None  # the general path says what is wrong
+            if view is not None and view.size == len(records):
+                view.validate()
+                records = view
+        if records.__class__ is _VIEW and assign_offsets:
+            assert isinstance(records, RecordBatchView)
+            first_offset = self.append_batch(records, now_ms, leader_epoch)
+            last_offset = first_offset + records.last_offset_delta
+            return AppendInfo(
+                first_offset,
+                last_offset,
+                records.max_timestamp,
+                first_offset,
+                records.last_offset_delta + 1,
+                records.batch_length + LOG_OVERHEAD_BYTES,
+            )
+        return self._append(records, now_ms, assign_offsets, leader_epoch)
+
+    def _append(
+        self,
+        records: bytes | bytearray | memoryview | RecordBatchView,
+        now_ms: int,
+        assign_offsets: bool,
+        leader_epoch: int | None,
+    ) -> AppendInfo:
+        """`append` on the general path (which then arms the fast one)."""
         if self.closed:
             self._check_open()
         if isinstance(records, RecordBatchView):
@@ -483,12 +637,13 @@ class Log:
         if leader_epoch is not None and leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, first_offset)
         records_count = last_offset - first_offset + 1
-        self._unflushed_messages += records_count
         if (
-            self._unflushed_messages >= self.config.flush_messages
+            self.unflushed_messages >= self.config.flush_messages
             or now_ms - self._last_flush_ms >= self.config.flush_ms
         ):
             self.flush(now_ms)
+        if assign_offsets:
+            self._arm(now_ms)
         return AppendInfo(
             first_offset, last_offset, max_timestamp, offset_of_max, records_count, total
         )
@@ -538,14 +693,66 @@ class Log:
                 self.epoch_cache.assign(epoch, first_offset)
         elif leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, first_offset)
-        self._unflushed_messages += last_delta + 1
         if (
-            self._unflushed_messages >= self.config.flush_messages
+            self.unflushed_messages >= self.config.flush_messages
             or now_ms - self._last_flush_ms >= self.config.flush_ms
         ):
             self.flush(now_ms)
+        if assign_offsets:
+            self._arm(now_ms)
         return AppendInfo(
             first_offset, last_offset, max_timestamp, first_offset, last_delta + 1, size
+        )
+
+    def _arm(self, now_ms: int) -> None:
+        """Set the fast path's limits: while an append stays within them, the general
+        path would not roll, grow the file, write index entries, flush or record a
+        new leader epoch, and would treat the batch exactly as the fast path does."""
+        segment = self.segments[-1]
+        fd = segment.fd
+        config = self.config
+        if not segment.size or fd is None or segment.first_batch_timestamp is None or self.closed:
+            self._fast = None
+            return
+        offset_entries = segment.offset_index.mirror
+        time_entries = segment.time_index.mirror
+        if offset_entries is None or time_entries is None:
+            self._fast = None
+            return
+        end_max = min(
+            config.segment_bytes,
+            segment.capacity_bytes,
+            # Every batch adds at most one entry to each index and is at least a
+            # header long: the indexes cannot fill up (a roll) within this.
+            segment.size + segment.index_room * BATCH_HEADER_BYTES,
+            # Batched index writes are due (the general path writes them first).
+            segment.size + _INDEX_WRITE_WINDOW_BYTES,
+        )
+        offset_max = min(
+            segment.base_offset + RELATIVE_OFFSET_MAX,
+            self._flushed_offset + config.flush_messages - 2,
+        )
+        now_max = self._last_flush_ms + config.flush_ms - 1
+        first_timestamp = segment.first_batch_timestamp
+        if first_timestamp >= 0:
+            timestamp_max = first_timestamp + config.segment_ms
+        else:
+            timestamp_max = _UNBOUNDED
+            now_max = min(now_max, segment.created_ms + config.segment_ms)
+        self._fast = (
+            segment,
+            fd,
+            end_max,
+            offset_max,
+            timestamp_max,
+            now_max,
+            config.max_message_bytes,
+            self.epoch_cache.latest_epoch,
+            config.index_interval_bytes,
+            segment.offset_index,
+            offset_entries,
+            segment.time_index,
+            time_entries,
         )
 
     def _should_roll(
@@ -581,6 +788,7 @@ class Log:
         return self._roll(self.log_end_offset, now_ms, 0)
 
     def _roll(self, base_offset: int, now_ms: int, incoming_bytes: int) -> LogSegment:
+        self._fast = None
         old = self.active_segment
         if self.on_seal is None:
             old.seal()
@@ -643,13 +851,14 @@ class Log:
         self._check_open()
         self._sync_unsynced_seals()
         self.active_segment.flush()
-        self._unflushed_messages = 0
+        self._flushed_offset = self.log_end_offset
         self._last_flush_ms = now_ms
+        self._fast = None
         self._set_recovery_point(self.log_end_offset)
 
     def maybe_flush(self, now_ms: int) -> bool:
         """Flush if `flush.ms` has passed since the last flush (the broker's timer)."""
-        if self._unflushed_messages and now_ms - self._last_flush_ms >= self.config.flush_ms:
+        if self.unflushed_messages and now_ms - self._last_flush_ms >= self.config.flush_ms:
             self.flush(now_ms)
             return True
         return False
@@ -808,6 +1017,7 @@ class Log:
         self._check_open()
         if offset >= self.log_end_offset:
             return
+        self._fast = None
         self.generation += 1
         if offset < self.log_start_offset:
             self._truncate_fully(offset)
@@ -832,11 +1042,13 @@ class Log:
             self._delete_segment(segment, "truncated fully")
         segment = LogSegment.create(self.directory, offset, self.config, self.budget)
         self.segments, self._bases = [segment], [offset]
+        self._flushed_offset = offset
         self.log_start_offset = offset
         self._save_log_start_offset()
         self._after_truncation()
 
     def _after_truncation(self) -> None:
+        self._flushed_offset = min(self._flushed_offset, self.log_end_offset)
         self.epoch_cache.truncate_from_end(self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         write_checkpoint(self.directory / RECOVERY_POINT_FILE, [(self.recovery_point,)])
@@ -921,6 +1133,7 @@ class Log:
         """Clean shutdown: seal, checkpoint, write the clean-shutdown marker."""
         if self.closed:
             return
+        self._fast = None
         self.flush(self._last_flush_ms)
         for segment in self.segments:
             segment.close()
@@ -932,6 +1145,7 @@ class Log:
 
     def delete(self) -> None:
         """Remove the partition directory (maps still viewed close when released)."""
+        self._fast = None
         for segment in self.segments:
             self._delete_segment(segment, "log deleted")
         self.segments = []
@@ -940,6 +1154,7 @@ class Log:
 
     def replace_segments(self, old: list[LogSegment], new: list[LogSegment]) -> None:
         """Swap in rewritten (compacted) segments for `old`; used by the cleaner."""
+        self._fast = None
         first = self.segments.index(old[0])
         assert self.segments[first : first + len(old)] == old
         self.segments[first : first + len(old)] = new

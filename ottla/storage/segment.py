@@ -207,8 +207,10 @@ class LogSegment:
         self._capacity = 0
         self._retired: list[mmap.mmap] = []
         self._leases = 0
-        self._bytes_since_index = 0
-        self._last_indexed_timestamp = -1
+        self.index_mark = 0
+        """Position of the batch that got the last offset-index entry (0 before any):
+        the next entry is due at the first batch more than `index.interval.bytes` past it."""
+        self.last_indexed_timestamp = -1
 
     def __repr__(self) -> str:
         state = "active" if self.active else "deleted" if self.deleted else "sealed"
@@ -280,9 +282,10 @@ class LogSegment:
             position += batch_length + LOG_OVERHEAD_BYTES
         if self.size:
             self.first_batch_timestamp = batch_view(mapped, 0).max_timestamp
+        self.index_mark = self.size  # as if indexed here: the next entry after an interval
         last_time = self.time_index.last_entry()
         if last_time is not None:
-            self._last_indexed_timestamp = last_time[0]
+            self.last_indexed_timestamp = last_time[0]
             if last_time[0] > self.max_timestamp:
                 self.max_timestamp, self.offset_of_max_timestamp = last_time
         return None
@@ -461,15 +464,12 @@ class LogSegment:
     def record_batch(
         self, position: int, size: int, base_offset: int, last_offset: int, max_timestamp: int
     ) -> None:
-        """Account for a batch now written at `position` (indexes, timestamps, size)."""
-        if self._bytes_since_index > self.config.index_interval_bytes:
-            if not self.offset_index.is_full:
-                self.offset_index.append(last_offset, position)
-            if self.max_timestamp > self._last_indexed_timestamp and not self.time_index.is_full:
-                self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-                self._last_indexed_timestamp = self.max_timestamp
-            self._bytes_since_index = 0
-        self._bytes_since_index += size
+        """Account for a batch now written at `position` (indexes, timestamps, size).
+
+        `Log.append`'s fast path does the same inline (see `Log._arm`): keep them equal.
+        """
+        if position - self.index_mark > self.config.index_interval_bytes:
+            self.add_index_entries(position, last_offset)
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = max_timestamp
         if max_timestamp > self.max_timestamp:
@@ -480,6 +480,20 @@ class LogSegment:
         if self.verified_bytes == position:  # appended batches were validated on the way in
             self.verified_bytes = self.size
 
+    def add_index_entries(self, position: int, last_offset: int) -> None:
+        """The sparse entries for the batch at `position`, whose turn it is (called
+        before the batch's own timestamp is counted, as Kafka does)."""
+        if not self.offset_index.is_full:
+            self.offset_index.append(last_offset, position)
+        self.add_time_entry()
+        self.index_mark = position
+
+    def add_time_entry(self) -> None:
+        """A time-index entry for the largest timestamp so far, if it grew."""
+        if self.max_timestamp > self.last_indexed_timestamp and not self.time_index.is_full:
+            self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
+            self.last_indexed_timestamp = self.max_timestamp
+
     def write_indexes_if_due(self) -> None:
         """Write batched index entries; appends call it *before* changing anything,
         so an I/O error (a full disk) leaves the log as it was."""
@@ -489,6 +503,16 @@ class LogSegment:
         ):
             self.offset_index.write_pending()
             self.time_index.write_pending()
+
+    @property
+    def fd(self) -> int | None:
+        """The descriptor appends write through (None unless active)."""
+        return self._fd
+
+    @property
+    def index_room(self) -> int:
+        """How many more entries both indexes can take before one is full."""
+        return min(self.offset_index.room, self.time_index.room)
 
     @property
     def indexes_full(self) -> bool:
@@ -510,8 +534,8 @@ class LogSegment:
         self.max_timestamp = -1
         self.offset_of_max_timestamp = self.base_offset
         self.first_batch_timestamp = None
-        self._bytes_since_index = 0
-        self._last_indexed_timestamp = -1
+        self.index_mark = 0
+        self.last_indexed_timestamp = -1
         buffer = self.readable_buffer()
         scanner = BatchScanner(
             buffer,
@@ -530,15 +554,10 @@ class LogSegment:
         self.size = scanner.end_position
         self.verified_bytes = self.size if validate else 0
         if not was_active:
-            self._append_final_time_entry()
+            self.add_time_entry()
             self.offset_index.trim()
             self.time_index.trim()
         return scanner
-
-    def _append_final_time_entry(self) -> None:
-        if self.max_timestamp > self._last_indexed_timestamp and not self.time_index.is_full:
-            self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-            self._last_indexed_timestamp = self.max_timestamp
 
     # -- reading ------------------------------------------------------------------------
 
@@ -676,7 +695,7 @@ class LogSegment:
             return
         if sync:
             self.flush()
-        self._append_final_time_entry()
+        self.add_time_entry()
         self.offset_index.trim()
         self.time_index.trim()
         assert self._fd is not None

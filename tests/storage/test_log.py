@@ -404,6 +404,10 @@ def test_an_io_error_on_append_leaves_the_log_unchanged(
     assert (log.log_end_offset, log.active_segment.size) == before
     while log.active_segment.offset_index.pending_entries < 64:
         _fill(log, 1)  # index entries pile up (one per batch) until a write is due
+    # The fast path leaves index writes to the general one, which an append takes
+    # after a config change (or a flush, roll, or 16 MiB of appends): it writes them
+    # first, before the batch.
+    log.update_config(log.config)
     with monkeypatch.context() as patch:
         patch.setattr(os, "pwrite", disk_full)
         before = (log.log_end_offset, log.active_segment.size)
