@@ -195,7 +195,10 @@ class Broker:
             raise StartupError(f"log.dirs: metadata log unreadable: {error}") from None
         self._raft_storage = storage
         self.metadata = MetadataLog(on_change=self._apply_image)
-        self.node_client = NodeClient({k: v for k, v in voters.items() if k != self.node_id})
+        self.node_client = NodeClient(
+            {k: v for k, v in voters.items() if k != self.node_id},
+            on_lost=self.controller.node_connection_lost,
+        )
         client = self.node_client
         request_timeout_s = int(self.config.get("controller.quorum.request.timeout.ms")) / 1000
 
@@ -220,6 +223,7 @@ class Broker:
             _Transport(),
             self.metadata,
             cluster_id=self.cluster_id,
+            on_leader_change=self.controller.leader_changed,
         )
         self.raft.start()
         for server in self._servers:
@@ -356,6 +360,7 @@ class Broker:
     def _connection_closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
         self.fetch_sessions.connection_closed(connection)
+        self.controller.connection_closed(connection)
 
     # -- image application -----------------------------------------------------------
 

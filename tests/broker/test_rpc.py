@@ -4,7 +4,9 @@ Proves, against a scripted peer on a loopback socket: pipelined requests get the
 responses, including multi-megabyte ones (a replica fetch) that arrive in many reads
 and a small one behind them; a response frame with a bad size fails every pending call
 with ConnectionError, and so does the peer closing the connection, each reporting the
-lost connection once (`on_lost`); the next call opens a new connection.
+lost connection once (`on_lost`); the next call opens a new connection. A refused
+connection raises ConnectionRefusedError (the Raft driver's sign that nothing listens
+there) and reports nothing, as no connection was open; nor does closing the client.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import socket
 import struct
 from typing import Any
 
 import pytest
+from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
 from ottla.broker.rpc import NodeClient
 from ottla.protocol import (
@@ -164,3 +168,49 @@ async def test_peer_closing_fails_pending_calls_and_a_new_connection_follows() -
     finally:
         await client.close()
         server.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_refused_connection_raises_and_reports_nothing() -> None:
+    lost: list[tuple[int, str]] = []
+    client = NodeClient(
+        {3: ("127.0.0.1", _free_port())}, on_lost=lambda n, lane: lost.append((n, lane))
+    )
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await client.send(3, ApiVersionsRequest(), timeout_s=5)
+    finally:
+        await client.close()
+    assert lost == []
+
+
+async def test_closing_the_client_reports_nothing() -> None:
+    gate, received = asyncio.Event(), asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = int.from_bytes(await reader.readexactly(4), "big")
+        await reader.readexactly(size)
+        received.set()  # the client holds an open connection with a request pending
+        await gate.wait()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lost: list[tuple[int, str]] = []
+    client = NodeClient({5: ("127.0.0.1", port)}, on_lost=lambda n, lane: lost.append((n, lane)))
+    pending = asyncio.ensure_future(client.send(5, ApiVersionsRequest(), timeout_s=5))
+    try:
+        await received.wait()
+        await client.close()
+        with pytest.raises(ConnectionError):
+            await pending
+        assert lost == []
+    finally:
+        gate.set()
+        server.close()
+        await server.wait_closed()

@@ -119,3 +119,59 @@ def test_producer_id_blocks_never_overlap() -> None:
     image = _apply(image, records)
     records, second = allocate_producer_ids(image, 2, 0, 1000)
     assert (first, second) == (0, 1000)
+
+
+def _fenced(image: MetadataImage) -> set[int]:
+    return {b for b, broker in image.brokers.items() if broker.fenced}
+
+
+def test_a_lost_heartbeat_connection_fences_after_the_grace_not_the_session() -> None:
+    image = _cluster({0: (1, 2, 3)})
+    sessions = Sessions(session_timeout_ms=9000, grace_ms=500)
+    sessions.reset(image, now_ms=0)
+    sessions.connection_lost(1, now_ms=100)
+    assert sessions.next_deadline_ms(image) == 600
+    assert sessions.expire(image, 599) == []
+    image = _apply(image, sessions.expire(image, 600))
+    partition = image.topics_by_id[TOPIC].partitions[0]
+    assert _fenced(image) == {1}
+    assert (partition.leader, partition.isr) == (2, (2, 3))
+    # Fenced once; the suspicion is spent, and a heartbeat brings it back.
+    assert sessions.expire(image, 700) == []
+    result = sessions.heartbeat(image, 1, image.brokers[1].broker_epoch, 800)
+    assert not result.fenced and _fenced(_apply(image, result.records)) == set()
+
+
+def test_a_heartbeat_within_the_grace_clears_the_suspicion() -> None:
+    image = _cluster({0: (1, 2, 3)})
+    sessions = Sessions(session_timeout_ms=9000, grace_ms=500)
+    sessions.reset(image, now_ms=0)
+    sessions.connection_lost(2, now_ms=100)
+    sessions.heartbeat(image, 2, image.brokers[2].broker_epoch, 300)
+    assert sessions.expire(image, 601) == []
+    assert sessions.expire(image, 9000) == []  # the full session still counts from 300
+    assert _fenced(_apply(image, sessions.expire(image, 9301))) == {1, 2, 3}
+
+
+def test_a_new_controller_suspects_only_the_previous_quorum_leader() -> None:
+    image = _cluster({0: (3, 1, 2)})
+    sessions = Sessions(session_timeout_ms=9000, grace_ms=500)
+    sessions.reset(image, now_ms=1000, suspects={3, 42})  # 42 is not registered
+    assert sessions.suspect_deadline_ms == {3: 1500}
+    image = _apply(image, sessions.expire(image, 1500))
+    assert _fenced(image) == {3}
+    assert image.topics_by_id[TOPIC].partitions[0].leader == 1
+    # A second reset (another controller change) starts over without suspects.
+    sessions.reset(image, now_ms=2000)
+    assert sessions.suspect_deadline_ms == {}
+
+
+def test_the_grace_never_exceeds_the_session() -> None:
+    image = _cluster({0: (1,)})
+    sessions = Sessions(session_timeout_ms=100, grace_ms=500)
+    assert sessions.grace_ms == 100
+    sessions.reset(image, now_ms=0)
+    sessions.connection_lost(1, now_ms=50)
+    sessions.connection_lost(1, now_ms=90)  # a later loss never extends the deadline
+    assert sessions.suspect_deadline_ms[1] == 150
+    assert Sessions(session_timeout_ms=100).grace_ms == 100

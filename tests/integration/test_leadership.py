@@ -248,3 +248,26 @@ def test_elect_leaders_preferred(cluster: Cluster) -> None:
     outcome = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("nope", 0)]).result(30)
     error = next(iter(outcome.values()))
     assert error is not None and error.name() == "UNKNOWN_TOPIC_OR_PART"
+
+
+def test_the_last_node_stopping_skips_controlled_shutdown(cluster: Cluster) -> None:
+    """SIGTERM of the three nodes in turn: the first two hand over through controlled
+    shutdown; the last has no live broker to hand anything to (and no quorum left to
+    confirm it), so it stops at once rather than after controlled.shutdown.timeout.ms,
+    set here to 30 s so that waiting it out would fail the bound."""
+    nodes = cluster(["controlled.shutdown.timeout.ms=30000"])
+    _create(nodes[1].bootstrap, TOPIC, 2)
+    for node_id in (1, 2):
+        assert nodes[node_id].stop(signal.SIGTERM, timeout_s=25.0) == 0
+        assert "controlled_shutdown_done" in nodes[node_id].log()
+    started = time.monotonic()
+    try:
+        code = nodes[3].stop(signal.SIGTERM, timeout_s=25.0)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(nodes[3].log()[-20000:]) from None
+    assert code == 0
+    took = time.monotonic() - started
+    print(f"the last node stopped {took:.2f} s after SIGTERM")
+    assert took < 10.0
+    assert "controlled_shutdown_incomplete" not in nodes[3].log()
+

@@ -3,8 +3,11 @@
 Everything random comes from one `random.Random(seed)`: network loss, duplication, delay
 (and so reordering), partitions and healing, crashes (clean, or losing what was not
 fsynced, or in the middle of carrying out a Ready), restarts, client proposals, local
-snapshots and graceful resignations. Time is simulated: events run in (time, sequence)
-order from a heap, so a seed replays exactly.
+snapshots and graceful resignations. A Fetch to a crashed node comes back as a refused
+connection (`RaftCore.fetch_failed`); one lost to a partition sometimes comes back as a
+failed one, refused or not: a false "refused" must cost liveness at most, never safety.
+Time is simulated: events run in (time, sequence) order from a heap, so a seed replays
+exactly.
 
 The shell here follows the `Ready` contract of ottla/cluster/raft/core.py against a model
 disk that keeps what was written apart from what was fsynced. After every event the
@@ -36,7 +39,13 @@ from typing import Any
 
 from ottla.cluster.raft.core import NotLeader, RaftConfig, RaftCore, Ready
 from ottla.cluster.raft.memlog import Snapshot
-from ottla.cluster.raft.messages import Entry, Envelope, OffsetAndEpoch
+from ottla.cluster.raft.messages import (
+    Entry,
+    Envelope,
+    FetchRequest,
+    FetchSnapshotRequest,
+    OffsetAndEpoch,
+)
 from ottla.cluster.raft.state import QuorumStateData, Role
 
 __all__ = ["SimParams", "Simulation", "Violation", "replay_command", "run_seed"]
@@ -241,6 +250,8 @@ class Simulation:
             envelope, incarnation = payload
             node = self.nodes[envelope.destination]
             if node.core is None or node.incarnation != incarnation:
+                if isinstance(envelope.message, FetchRequest | FetchSnapshotRequest):
+                    self._fetch_failed_later(envelope, refused=True)
                 return  # the connection died with the process
             if not self._connected(envelope.source, envelope.destination):
                 return
@@ -262,6 +273,13 @@ class Simulation:
                     "fault",
                     None,
                 )
+        elif kind == "fetch_failed":
+            source, incarnation, destination, refused = payload
+            node = self.nodes[source]
+            if node.core is None or node.incarnation != incarnation:
+                return
+            node.core.fetch_failed(destination, refused, self.now)
+            self._drive(node)
         elif kind == "propose":
             self._propose()
         elif kind == "restart":
@@ -350,8 +368,18 @@ class Simulation:
             ops.append(("log_start", ready.log_start_offset))
         return ops
 
+    def _fetch_failed_later(self, envelope: Envelope, refused: bool) -> None:
+        source = self.nodes[envelope.source]
+        payload = (envelope.source, source.incarnation, envelope.destination, refused)
+        self._push(self.now + self.rng.randrange(1, 6), "fetch_failed", payload)
+
     def _send(self, envelope: Envelope) -> None:
         if not self._connected(envelope.source, envelope.destination):
+            if (
+                isinstance(envelope.message, FetchRequest | FetchSnapshotRequest)
+                and self.rng.random() < 0.5
+            ):
+                self._fetch_failed_later(envelope, refused=self.rng.random() < 0.3)
             return
         if not self.calm and self.rng.random() < self.loss:
             return

@@ -60,6 +60,7 @@ log = structlog.get_logger("ottla.quorum")
 # IncrementalAlterConfigs, BrokerRegistration, BrokerHeartbeat, AllocateProducerIds.
 CONTROLLER_APIS = frozenset({19, 20, 33, 37, 43, 44, 45, 46, 56, 62, 63, 67})
 _FORWARD_TIMEOUT_S = 10.0
+_BROKER_HEARTBEAT = 63
 
 
 async def handle_raft_request(
@@ -155,6 +156,8 @@ async def handle_envelope(broker: Broker, connection: Connection, request: Decod
         return make(cls, error_code=code, response_data=None)
     if inner.header.api_key not in CONTROLLER_APIS:
         return make(cls, error_code=ErrorCode.invalid_request, response_data=None)
+    if inner.header.api_key == _BROKER_HEARTBEAT:
+        broker.controller.heartbeat_connection(connection, inner.body.broker_id)
     try:
         response = await broker.controller.handle_local(inner, forwarded=True)
     except NotLeaderError:

@@ -47,6 +47,18 @@ Sessions are the controller's memory, not the log's (as in Kafka): a new active
 controller starts every registered broker's session at its first tick (`reset`), so
 a controller failover never fences a broker that keeps heartbeating.
 
+Fast fencing (ottla's addition; Kafka waits the whole session timeout): a broker whose
+death is already evident gets a short deadline, `grace_ms`, instead of the rest of its
+session, and is fenced unless it heartbeats within it:
+- `connection_lost`: the connection carrying its heartbeats closed (a killed process's
+  sockets are closed by its kernel at once). A live broker heartbeats again on a new
+  connection as soon as one breaks, well within the grace.
+- `reset(..., suspects=...)`: a new active controller suspects the previous quorum
+  leader, whose loss a majority just agreed on by electing another. A live one learns
+  of the new leader (BeginQuorumEpoch) and heartbeats to it at once.
+A heartbeat or registration clears the short deadline. A silent broker whose
+connections stay open (a hang, a partition) still waits `session_timeout_ms`.
+
 Leader changes are PartitionChangeRecords; the image bumps the leader epoch.
 """
 
@@ -267,18 +279,39 @@ def allocate_producer_ids(
 class Sessions:
     """The controller's last heartbeat arrival per broker (see the module docstring)."""
 
-    def __init__(self, session_timeout_ms: int) -> None:
+    def __init__(self, session_timeout_ms: int, grace_ms: int | None = None) -> None:
         self.session_timeout_ms = session_timeout_ms
+        self.grace_ms = (
+            session_timeout_ms if grace_ms is None else min(grace_ms, session_timeout_ms)
+        )
         self.last_heartbeat_ms: dict[int, int] = {}
+        # Brokers presumed dead (module docstring, fast fencing): fenced at this time
+        # unless they heartbeat first.
+        self.suspect_deadline_ms: dict[int, int] = {}
         self.shutting_down: set[int] = set()
 
-    def reset(self, image: MetadataImage, now_ms: int) -> None:
-        """A new active controller: every registered broker gets a full session."""
+    def reset(
+        self, image: MetadataImage, now_ms: int, suspects: AbstractSet[int] = frozenset()
+    ) -> None:
+        """A new active controller: every registered broker gets a full session, but
+        `suspects` (the previous quorum leader) only the grace."""
         self.last_heartbeat_ms = dict.fromkeys(image.brokers, now_ms)
+        self.suspect_deadline_ms = {
+            b: now_ms + self.grace_ms for b in suspects if b in image.brokers
+        }
         self.shutting_down.clear()
+
+    def connection_lost(self, broker_id: int, now_ms: int) -> None:
+        """The connection carrying `broker_id`'s heartbeats closed: fence it after the
+        grace unless it heartbeats again."""
+        deadline = now_ms + self.grace_ms
+        self.suspect_deadline_ms[broker_id] = min(
+            self.suspect_deadline_ms.get(broker_id, deadline), deadline
+        )
 
     def registered(self, broker_id: int, now_ms: int) -> None:
         self.last_heartbeat_ms[broker_id] = now_ms
+        self.suspect_deadline_ms.pop(broker_id, None)
         self.shutting_down.discard(broker_id)
 
     def heartbeat(
@@ -295,6 +328,7 @@ class Sessions:
         if broker_epoch != current.broker_epoch:
             return HeartbeatResult(ErrorCode.stale_broker_epoch, [], current.fenced)
         self.last_heartbeat_ms[broker_id] = now_ms
+        self.suspect_deadline_ms.pop(broker_id, None)
         if want_shut_down:
             self.shutting_down.add(broker_id)
             records, done = controlled_shutdown(image, broker_id, self.shutting_down)
@@ -304,21 +338,32 @@ class Sessions:
         return HeartbeatResult(ErrorCode.none, unfence(image, broker_id), False)
 
     def expire(self, image: MetadataImage, now_ms: int) -> list[MetadataRecord]:
-        """Records fencing every unfenced broker silent for longer than the timeout."""
+        """Records fencing every unfenced broker silent for longer than the timeout, or
+        past its short deadline as a suspect."""
         records: list[MetadataRecord] = []
         for broker_id in sorted(image.brokers):
             broker = image.brokers[broker_id]
             last = self.last_heartbeat_ms.setdefault(broker_id, now_ms)
-            if broker.fenced or now_ms - last <= self.session_timeout_ms:
+            suspect = self.suspect_deadline_ms.get(broker_id)
+            expired = now_ms - last > self.session_timeout_ms
+            if suspect is not None and now_ms >= suspect:
+                expired = True
+            if broker.fenced or not expired:
                 continue
+            self.suspect_deadline_ms.pop(broker_id, None)
             records.extend(fence(image.apply(records, image.offset), broker_id, self.shutting_down))
         return records
 
     def next_deadline_ms(self, image: MetadataImage) -> int | None:
-        """When the next unfenced broker's session runs out, if any."""
+        """When the next unfenced broker's session (or suspect deadline) runs out, if any."""
         deadlines = [
             self.last_heartbeat_ms[b] + self.session_timeout_ms + 1
             for b, broker in image.brokers.items()
             if not broker.fenced and b in self.last_heartbeat_ms
+        ]
+        deadlines += [
+            deadline
+            for b, deadline in self.suspect_deadline_ms.items()
+            if b in image.brokers and not image.brokers[b].fenced
         ]
         return min(deadlines) if deadlines else None

@@ -9,6 +9,8 @@ simulator in tests/sim) feeds inputs and carries out the `Ready`:
              propose(payloads, now_ms) -> offset of the last entry | NotLeader
              take_snapshot(end_offset, data)   the shell snapshotted its state machine
              resign(now_ms)            graceful shutdown of a leader (EndQuorumEpoch)
+             fetch_failed(node_id, refused, now_ms)   a Fetch got no answer: the
+                                       connection failed (refused: nothing listens)
     output:  ready() -> Ready, then advance(ready) once the shell has carried it out.
 
 The shell's contract for one Ready, in this order:
@@ -45,6 +47,14 @@ Protocol rules (KIP-595 / KIP-996), beyond the transition table in state.py:
   fetched.
 - Check quorum: a leader that has not been fetched from by a majority within
   1.5 x fetch_timeout_ms resigns, so a partitioned leader stops claiming leadership.
+- A dead leader (ottla's addition; Kafka waits fetch_timeout_ms): a follower whose Fetch
+  failed on its connection fetches again after retry_backoff_ms rather than the request
+  timeout. When the leader's address refuses the connection (its process is gone), the
+  follower stops vouching for it (it grants pre-votes) and starts its pre-vote after
+  (1 + 10 x its rank among the other voters) x retry_backoff_ms, so the survivors do
+  not split the vote, and a new leader is elected in tens of milliseconds instead of
+  after the fetch timeout. Timers and pre-votes only: safety is untouched (the
+  simulator reports refusals, true and false, at random).
 """
 
 from __future__ import annotations
@@ -334,6 +344,22 @@ class RaftCore:
             self._append_as_leader(payload, control=False)
         self._wake_parked()
         return self.log.log_end_offset - 1
+
+    def fetch_failed(self, node_id: int, refused: bool, now_ms: int) -> None:
+        """A Fetch to `node_id` got no answer: its connection failed; `refused` when the
+        connection was refused (nothing listens there). See the module docstring."""
+        self._enter(now_ms)
+        state = self._state
+        if state.role is not Role.FOLLOWER or node_id != state.leader_id:
+            return
+        now = self._now
+        backoff = self.config.retry_backoff_ms
+        self._request_deadline = min(self._request_deadline, now + backoff)
+        if refused and self.is_voter:
+            self._last_leader_contact_ms = -_NEVER
+            others = sorted(self.config.voters - {node_id})
+            rank = others.index(self.node_id)
+            self._fetch_deadline = min(self._fetch_deadline, now + (1 + 10 * rank) * backoff)
 
     def take_snapshot(self, end_offset: int, data: bytes) -> None:
         """The shell wrote a snapshot of its state machine covering offsets below

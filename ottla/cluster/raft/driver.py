@@ -52,6 +52,7 @@ from ottla.cluster.raft.messages import (
     Envelope,
     FetchRequest,
     FetchResponse,
+    FetchSnapshotRequest,
     FetchSnapshotResponse,
     Message,
     OffsetAndEpoch,
@@ -128,8 +129,14 @@ class RaftDriver:
         clock: Callable[[], int] = monotonic_ms,
         rng: Rng | None = None,
         snapshot_interval_entries: int = 10_000,
+        on_leader_change: Callable[[int], None] | None = None,
     ) -> None:
         self.node_id = node_id
+        # Called with the new leader id (-1: none known) whenever it changes.
+        self.on_leader_change = on_leader_change
+        # The last leader this node knew before the current one (-1: none yet): a new
+        # active controller suspects it (fencing.Sessions.reset).
+        self.previous_leader_id = -1
         self.config = config
         self.storage = storage
         self.transport = transport
@@ -313,7 +320,12 @@ class RaftDriver:
     def _after_drive(self) -> None:
         core = self.core
         if core.role is not self._role or core.leader_id != self._leader:
+            leader_changed = core.leader_id != self._leader
+            if leader_changed and self._leader >= 0:
+                self.previous_leader_id = self._leader
             self._role, self._leader = core.role, core.leader_id
+            if leader_changed and self.on_leader_change is not None:
+                self.on_leader_change(core.leader_id)
             _log.info(
                 "raft.role_changed",
                 node_id=self.node_id,
@@ -403,6 +415,12 @@ class RaftDriver:
                 request=type(envelope.message).__name__,
                 error=repr(error),
             )
+            if not self._closed and isinstance(
+                envelope.message, FetchRequest | FetchSnapshotRequest
+            ):
+                refused = isinstance(error, ConnectionRefusedError)
+                self.core.fetch_failed(envelope.destination, refused, self.clock())
+                self._drive()
             return
         if self._closed:
             return

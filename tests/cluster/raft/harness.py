@@ -16,6 +16,7 @@ Commands (node ids are ints, time is global and only moves forward):
     propose ID PAYLOAD... propose payloads on node ID
     snapshot ID END DATA  node ID snapshots its state machine below END
     resign ID             node ID resigns leadership
+    fetch-failed ID DST [refused]   node ID's Fetch to DST failed on its connection
     restart ID            node ID crashes (keeping what it synced) and restarts
     settle                deliver until no message is queued (output not shown)
     elect ID              move the clock to ID's deadline, tick it, settle; print status
@@ -98,7 +99,7 @@ class Harness:
         words = command.split()
         name, args = words[0], words[1:]
         out: list[str] = []
-        handler = getattr(self, f"cmd_{name}")
+        handler = getattr(self, f"cmd_{name.replace('-', '_')}")
         handler(args, out)
         return out
 
@@ -249,6 +250,11 @@ class Harness:
     def cmd_resign(self, args: list[str], out: list[str]) -> None:
         node_id = int(args[0])
         self.nodes[node_id].resign(self.now)
+        self._drive(node_id, out)
+
+    def cmd_fetch_failed(self, args: list[str], out: list[str]) -> None:
+        node_id, destination = int(args[0]), int(args[1])
+        self.nodes[node_id].fetch_failed(destination, "refused" in args[2:], self.now)
         self._drive(node_id, out)
 
     def cmd_status(self, args: list[str], out: list[str]) -> None:
