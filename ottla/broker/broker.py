@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from ottla import __version__
+from ottla.broker import partition_dirs
 from ottla.broker.controller import ControllerShell, ControllerUnavailableError
 from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
@@ -230,6 +231,7 @@ class Broker:
             await server.start_serving()
         # A quorum of one is caught up already; several voters wait for a leader.
         await self.raft.wait_caught_up()
+        self._set_aside_strays()
         try:
             await self.controller.register_self()
         except ControllerUnavailableError as error:
@@ -270,6 +272,18 @@ class Broker:
                 "broker-only nodes (observers) are not supported yet"
             )
         return voters
+
+    def _set_aside_strays(self) -> None:
+        """Partition directories the caught-up image does not place on this node (their
+        topic deleted, or the partition reassigned away, while it was down) are set
+        aside (partition_dirs.sweep_strays)."""
+        hosted = {
+            f"{name}-{index}"
+            for name, topic in self.image.topics_by_name.items()
+            for index, partition in topic.partitions.items()
+            if self.node_id in partition.replicas
+        }
+        partition_dirs.sweep_strays(self.data_dir, hosted)
 
     def _prepare_data_dir(self) -> None:
         directory = self.data_dir

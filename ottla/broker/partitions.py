@@ -31,6 +31,7 @@ from pathlib import Path
 
 import structlog
 
+from ottla.broker import partition_dirs
 from ottla.broker.producer_state import ProducerStateManager
 from ottla.cluster import LeaderState
 from ottla.protocol import (
@@ -494,7 +495,9 @@ class ReplicaManager:
             existing.leader_epoch = leader_epoch
             return existing
         directory = self.data_dir / f"{topic}-{index}"
+        partition_dirs.claim(directory, topic_id)  # a same-named old topic's dir goes aside
         log_ = Log.open(directory, config, now_ms=now_ms)
+        partition_dirs.record(directory, topic_id)
         log_.on_seal = _sync_sealed_off_loop(log_)
         partition = Partition(topic, index, topic_id, log_, config, topic_configs, leader_epoch)
         self.partitions[(topic, index)] = partition

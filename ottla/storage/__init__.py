@@ -6,6 +6,7 @@ compaction (`compact`, run off the event loop) and crash recovery. See
 docs/storage.md for the on-disk layout.
 """
 
+from ottla.storage.checkpoints import fsync_directory
 from ottla.storage.cleaner import (
     CleanerJob,
     CleanerResult,
@@ -49,6 +50,7 @@ __all__ = [
     "clean",
     "commit_clean",
     "compact",
+    "fsync_directory",
     "prepare_clean",
     "segments_to_delete",
     "sync_file",

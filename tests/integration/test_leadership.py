@@ -271,3 +271,28 @@ def test_the_last_node_stopping_skips_controlled_shutdown(cluster: Cluster) -> N
     assert took < 10.0
     assert "controlled_shutdown_incomplete" not in nodes[3].log()
 
+
+def test_a_topic_deleted_while_a_node_was_down_is_set_aside_when_it_returns(
+    cluster: Cluster,
+) -> None:
+    """Node 3 is down while a topic it replicates is deleted: when it comes back, the
+    caught-up metadata no longer places the partition on it, and its directory is set
+    aside (renamed `<name>.<hex>-stray`, KIP-858) rather than left to be opened again,
+    say by a new topic of the same name."""
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    nodes = cluster([])
+    _create(nodes[1].bootstrap, "gone", 2)
+    stale = nodes[3].data_dir / "gone-0"
+    _until(stale.is_dir, 30)
+    assert nodes[3].stop(signal.SIGTERM) == 0
+    admin = AdminClient({"bootstrap.servers": nodes[1].bootstrap})
+    admin.delete_topics(["gone"])["gone"].result(30)
+    nodes[3].start()
+
+    def set_aside() -> bool:
+        strays = [p for p in nodes[3].data_dir.glob("gone-0.*-stray") if p.is_dir()]
+        return not stale.exists() and len(strays) == 1
+
+    _until(set_aside, 30)
+    assert "partition_dir_stray" in nodes[3].log()
