@@ -36,7 +36,9 @@ def test_partition_metadata_is_kafkas_format(tmp_path: Path) -> None:
 
 def _append(replicas: ReplicaManager, topic_id: uuid.UUID, value: bytes) -> int:
     partition = replicas.open_partition("orders", 0, topic_id, LogConfig(), {}, 0, now_ms=0)
-    partition.log.append(bytes(build_batch([Record(key=None, value=value)], base_timestamp=1)), now_ms=1)
+    partition.log.append(
+        bytes(build_batch([Record(key=None, value=value)], base_timestamp=1)), now_ms=1
+    )
     return int(partition.log.log_end_offset)
 
 
