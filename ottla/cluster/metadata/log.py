@@ -145,5 +145,13 @@ class MetadataLog:
         )
 
     def _changed(self, before: MetadataImage, after: MetadataImage) -> None:
-        if self.on_change is not None and before is not after:
+        """Tell the listener (the broker's reaction: open, close, lead, follow). Its
+        failure is logged, never raised: the records are committed and applied, and an
+        exception here would escape the Raft driver between ready() and advance(),
+        wedging this node's quorum member for good (every later input refused)."""
+        if self.on_change is None or before is after:
+            return
+        try:
             self.on_change(before, after)
+        except Exception:  # a boundary: the image stands, the reaction failed
+            log.exception("metadata_listener_failed", offset=after.offset)
