@@ -7,6 +7,8 @@ with ConnectionError, and so does the peer closing the connection, each reportin
 lost connection once (`on_lost`); the next call opens a new connection. A refused
 connection raises ConnectionRefusedError (the Raft driver's sign that nothing listens
 there) and reports nothing, as no connection was open; nor does closing the client.
+Fetch-lane sockets get a receive buffer of FETCH_RECEIVE_BUFFER_BYTES (as far as the
+kernel allows).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import contextlib
 import datetime
 import socket
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
-from ottla.broker.rpc import NodeClient
+from ottla.broker.rpc import FETCH_RECEIVE_BUFFER_BYTES, NodeClient
 from ottla.protocol import (
     SUPPORTED_APIS,
     DecodedRequest,
@@ -214,3 +217,20 @@ async def test_closing_the_client_reports_nothing() -> None:
         gate.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_fetch_lane_gets_a_large_receive_buffer() -> None:
+    peer, server, client, _ = await _started()
+    try:
+        call = asyncio.ensure_future(client.send(7, _fetch_request(1), WAIT_S))
+        request, writer = await peer.next()
+        writer.writelines(encode_response(request.header, _fetch_response(b"x")))
+        await asyncio.wait_for(call, WAIT_S)
+        sock = client._connections[(7, "fetch")].socket()
+        # Linux caps the request at rmem_max and reports twice what it grants.
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        expected = 2 * min(FETCH_RECEIVE_BUFFER_BYTES, rmem_max)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == expected
+    finally:
+        await client.close()
+        server.close()
