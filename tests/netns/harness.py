@@ -483,6 +483,16 @@ class NetnsCluster:
         self._drop(a, f"ottla_cut{b}", [self.nodes[b].host])
         self._drop(b, f"ottla_cut{a}", [self.nodes[a].host])
 
+    def reset_connections(self, node_id: int, peer_id: int) -> None:
+        """Abort, on `node_id`'s side, every connection `peer_id` opened to its listener
+        (`ss -K`: the socket is destroyed and the peer gets a reset), with both
+        processes alive."""
+        node, peer = self.nodes[node_id], self.nodes[peer_id]
+        _run(
+            "ip", "netns", "exec", node.namespace, "ss", "-K",
+            "src", node.host, "sport", "=", str(PORT), "dst", peer.host,
+        )  # fmt: skip
+
     def heal(self, *node_ids: int) -> None:
         """Remove every drop rule of these nodes (all nodes when none is named)."""
         for node_id in node_ids or tuple(self.nodes):

@@ -15,21 +15,27 @@ active controller):
 - both survivors' Metadata drop the victim from the brokers, every partition has a live
   leader and an ISR without the victim;
 - an acks=all write to each partition through its new leader succeeds (two in-sync
-  replicas remain, min.insync.replicas=2).
+  replicas remain, min.insync.replicas=2);
+- and a live broker whose connections to the controller are aborted (`ss -K`) is
+  suspected but heartbeats again at once, and is never fenced.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 
+from ottla.broker.controller import FAST_FENCING_GRACE_MS
 from ottla.protocol import ErrorCode, Record, build_batch
 from tests.integration.wire import Wire, produce_partition
 from tests.netns.harness import NetnsCluster, until
 
 SESSION_MS = 60_000
 FENCED_WITHIN_S = 15.0  # fast fencing takes ~1 s; the session would take 60 s
+GRACE_S = FAST_FENCING_GRACE_MS / 1000
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -47,6 +53,10 @@ def _state(cluster: NetnsCluster, node_id: int, topic: str) -> dict[int, tuple[i
                 if int(p.error_code) == 0
             }
     return {}
+
+
+def _more_than(count: Callable[[], int], seen: int) -> bool:
+    return count() > seen
 
 
 @pytest.mark.parametrize("victim_role", ["voter", "quorum leader"])
@@ -100,3 +110,43 @@ def test_a_killed_node_is_fenced_long_before_its_session_ends(
         with Wire(cluster.nodes[leader].bootstrap) as wire:
             answer = produce_partition(wire, topic, partition, batch, acks=-1)
         assert int(answer.error_code) == 0, (partition, leader, answer)
+
+
+def test_a_live_broker_whose_heartbeat_connection_breaks_is_not_fenced(
+    netns_cluster: NetnsCluster,
+) -> None:
+    """The other side of fast fencing: the active controller aborts its end of every
+    connection from a live broker (`ss -K`, both processes running), three times. Each
+    time the controller suspects the broker (`broker_connection_lost` in its log), the
+    broker heartbeats again at once on a new connection, and it is never fenced: for
+    three graces after each abort every node still lists it and no partition's leader
+    epoch moves. (Watching for something not to happen takes a window of time.)"""
+    cluster = netns_cluster
+    topic = "steady"
+    controller = cluster.leader()
+    code = cluster.create_topic(controller, topic, 3, replication_factor=3)
+    assert code is ErrorCode.none
+
+    def epochs() -> dict[int, int] | None:
+        for entry in cluster.metadata(controller).topics:
+            if entry.name == topic and len(entry.partitions) == 3:
+                return {int(p.partition_index): int(p.leader_epoch) for p in entry.partitions}
+        return None
+
+    before = until(epochs, 20.0, "the topic's partitions")
+    broker = next(n for n in cluster.nodes if n != controller)
+    log_path = cluster.nodes[controller].log_path
+
+    def suspicions() -> int:
+        return log_path.read_text(errors="replace").count('"broker_connection_lost"')
+
+    for _ in range(3):
+        seen = suspicions()
+        cluster.reset_connections(controller, broker)
+        until(partial(_more_than, suspicions, seen), 10.0, "the controller suspects the broker")
+        window_end = time.monotonic() + 3 * GRACE_S
+        while time.monotonic() < window_end:
+            for node_id in cluster.nodes:
+                assert broker in cluster.broker_ids(node_id), f"node {node_id} fenced {broker}"
+            assert epochs() == before
+    assert '"brokers_fenced"' not in log_path.read_text(errors="replace")
