@@ -36,14 +36,24 @@ class _MappedIndex:
     def __init__(self, path: Path, base_offset: int) -> None:
         self.path = path
         self.base_offset = base_offset
-        self.entries = 0
+        self._entries = 0
         self._map: mmap.mmap | None = None
         self._capacity_entries = 0
         self._fd: int | None = None
         self.mirror: bytearray | None = None
-        """While open for appends: every entry, as in the file (the unwritten ones too).
-        `Log.append`'s fast path extends it (and `entries`) directly."""
+        """While open for appends: every entry, as in the file (the unwritten ones too);
+        `entries` counts them. `Log.append_batch`'s fast path extends it directly."""
         self._written_entries = 0
+
+    @property
+    def entries(self) -> int:
+        mirror = self.mirror
+        return self._entries if mirror is None else len(mirror) // self.ENTRY.size
+
+    @entries.setter
+    def entries(self, count: int) -> None:
+        assert self.mirror is None or count == len(self.mirror) // self.ENTRY.size
+        self._entries = count
 
     def __del__(self) -> None:
         # An abandoned (never closed) index must not leak its descriptor.
@@ -99,6 +109,7 @@ class _MappedIndex:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._entries = self.entries
         self.mirror = None
 
     @property
@@ -156,7 +167,6 @@ class _MappedIndex:
         assert self.mirror is not None, "index is not open for appends"
         assert self.entries < self._capacity_entries, "index is full"
         self.mirror += self.ENTRY.pack(first, second)
-        self.entries += 1
 
     def _largest_at_most(self, key: int) -> int:
         """Position in the file of the last entry whose first field is <= key, or -1."""

@@ -144,8 +144,8 @@ _VIEW: Final = RecordBatchView
 _UNBOUNDED: Final = 2**63
 _INDEX_WRITE_WINDOW_BYTES: Final = 16 * 1024 * 1024
 # (active segment, its descriptor, end position max, last offset max, max timestamp max,
-#  now_ms max, max.message.bytes, latest leader epoch, index.interval.bytes, offset
-#  index and its in-memory entries, time index and its entries): see `Log._arm`.
+#  now_ms max, max.message.bytes, latest leader epoch, index.interval.bytes, segment
+#  base offset, the in-memory entries of the offset and time indexes): see `Log._arm`.
 _FastPath = tuple[
     "LogSegment",
     int,
@@ -156,9 +156,8 @@ _FastPath = tuple[
     int,
     int,
     int,
-    OffsetIndex,
+    int,
     bytearray,
-    TimeIndex,
     bytearray,
 ]
 _OFFSET_ENTRY_PACK: Final = OffsetIndex.ENTRY.pack
@@ -472,12 +471,12 @@ class Log:
                 size_max,
                 epoch_max,
                 interval,
-                offset_index,
+                base_offset,
                 offset_entries,
-                time_index,
                 time_entries,
             ) = fast
-            size = batch.batch_length + LOG_OVERHEAD_BYTES
+            batch_length = batch.batch_length
+            size = batch_length + LOG_OVERHEAD_BYTES
             start = segment.size
             end = start + size
             first_offset = segment.next_offset
@@ -494,7 +493,7 @@ class Log:
                 position = batch.position
                 head = _HEAD_PACK(
                     first_offset,
-                    size - LOG_OVERHEAD_BYTES,
+                    batch_length,
                     batch.partition_leader_epoch if leader_epoch is None else leader_epoch,
                 )
                 rest = memoryview(batch.buffer)[position + _HEAD_BYTES : position + size]
@@ -502,22 +501,18 @@ class Log:
                 # Fewer bytes than `size` (a full disk, a signal, or a view shorter than
                 # its batch) falls through: the general path rewrites the whole batch
                 # at the same place or raises, and nothing was counted yet.
-                if os.pwritev(fd, [head, rest], start) == size:
+                if os.pwritev(fd, (head, rest), start) == size:
+                    timestamp = segment.max_timestamp  # so far, without this batch
                     if start - segment.index_mark > interval:
                         # `segment.add_index_entries`, inline (`_arm` saw room for it).
-                        offset_entries += _OFFSET_ENTRY_PACK(
-                            last_offset - offset_index.base_offset, start
-                        )
-                        offset_index.entries += 1
+                        offset_entries += _OFFSET_ENTRY_PACK(last_offset - base_offset, start)
                         segment.index_mark = start
-                        timestamp = segment.max_timestamp  # so far, without this batch
                         if timestamp > segment.last_indexed_timestamp:
                             time_entries += _TIME_ENTRY_PACK(
-                                timestamp, segment.offset_of_max_timestamp - time_index.base_offset
+                                timestamp, segment.offset_of_max_timestamp - base_offset
                             )
-                            time_index.entries += 1
                             segment.last_indexed_timestamp = timestamp
-                    if max_timestamp > segment.max_timestamp:
+                    if max_timestamp > timestamp:
                         segment.max_timestamp = max_timestamp
                         segment.offset_of_max_timestamp = first_offset
                     if segment.verified_bytes == start:  # validated on the way in
@@ -749,9 +744,8 @@ class Log:
             config.max_message_bytes,
             self.epoch_cache.latest_epoch,
             config.index_interval_bytes,
-            segment.offset_index,
+            segment.base_offset,
             offset_entries,
-            segment.time_index,
             time_entries,
         )
 

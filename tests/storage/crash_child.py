@@ -3,7 +3,8 @@
 Usage: crash_child.py <directory> <seed>. Opens the log (recovering it), prints
 `R <log_end_offset>`, then appends batches forever, flushing every few batches and
 printing `F <log_end_offset>` after each `flush()` returns (so the parent knows what
-must survive a SIGKILL). Appends carry up to 12 batches (up to ~75 KB) each.
+must survive a SIGKILL). Appends carry up to 12 batches (up to ~75 KB) each, or go
+batch by batch through `append_batch` (the broker's produce path).
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ def main() -> None:
             for _ in range(rng.randint(1, 12)):
                 batches.append(expected_batch(offset))
                 offset += 1 + offset % 61 % 4
-            log.append(b"".join(batches), now_ms=0)
+            if rng.random() < 0.5:
+                log.append(b"".join(batches), now_ms=0)
+            else:  # the produce path, one batch at a time (mostly its fast path)
+                for batch in batches:
+                    log.append_batch(RecordBatchView(bytes(batch)), 0)
         log.flush()
         out.write(f"F {log.log_end_offset}\n")
         out.flush()
