@@ -6,9 +6,13 @@ every hosted partition this node follows and its (leader id, leader epoch). A ta
 leader fetches all of that leader's partitions in one Fetch (v15: `replica_state` with
 this node's id and broker epoch, `current_leader_epoch`, `last_fetched_epoch`,
 `fetch_offset` = this replica's log end offset), long-polling `replica.fetch.wait.max.ms`.
-A task whose partition set empties ends; a new leader gets a new task. Fetches use
-their own connections (not the Raft lanes: a Kafka connection answers in order, so a
-long-polling replica fetch must never sit in front of a Raft request).
+A task whose partition set empties ends; a new leader gets a new task. Each task has
+its own connection (not the Raft lanes: a Kafka connection answers in order, so a
+long-polling replica fetch must never sit in front of a Raft request). When a task
+gains partitions (or a new leader epoch) while its fetch is parked at the leader, that
+connection is dropped and the next fetch goes at once on a new one: otherwise a new
+topic's replication, and every acks=all write to it, would wait for the parked fetch
+(up to `replica.fetch.wait.max.ms`).
 
 Each task keeps an incremental fetch session with its leader (KIP-227, the client side
 in `fetch_sessions.FetchSessionHandler`, as Kafka's follower does): the first fetch is
@@ -28,8 +32,11 @@ Per partition in a response:
 - OFFSET_OUT_OF_RANGE: below the leader's log start -> restart the log there; above the
   leader's end -> truncate to the leader's high watermark.
 - FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH / NOT_LEADER_OR_FOLLOWER / unknown topic:
-  one side's metadata is behind; the partition backs off `replica.fetch.backoff.ms`
-  and the next image decides.
+  one side's metadata is behind; the partition backs off and the next image decides.
+  The back-off starts at 10 ms and doubles with each error in a row up to
+  `replica.fetch.backoff.ms` (Kafka waits the whole of it every time): the usual case
+  is a new topic whose followers fetch before the leader applied it (UNKNOWN_TOPIC_ID
+  for a few ms), and a full second there held every acks=all write to it for a second.
 A response for a partition whose leader or epoch changed while the fetch was in flight
 is dropped. Connection failures back off and retry until `update` moves the partition.
 """
@@ -53,7 +60,7 @@ if TYPE_CHECKING:
     from ottla.broker.broker import Broker
     from ottla.broker.partitions import Partition
 
-__all__ = ["ReplicaFetchers"]
+__all__ = ["ReplicaFetchers", "retry_delay_s"]
 
 log = structlog.get_logger("ottla.replica_fetcher")
 
@@ -66,13 +73,27 @@ _SESSION_ERRORS = frozenset(
 )
 
 
+FIRST_RETRY_S = 0.01
+
+
+def retry_delay_s(errors_in_a_row: int, backoff_s: float) -> float:
+    """Back-off of a partition after its n-th error in a row: 10 ms, doubling, at most
+    `backoff_s` (replica.fetch.backoff.ms)."""
+    return min(backoff_s, FIRST_RETRY_S * float(2 ** min(max(errors_in_a_row - 1, 0), 30)))
+
+
 @dataclass
 class _Source:
     leader_id: int
     partitions: dict[Key, int] = field(default_factory=dict)  # key -> leader epoch
     delayed_until: dict[Key, float] = field(default_factory=dict)
+    errors_in_a_row: dict[Key, int] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     session: FetchSessionHandler = field(default_factory=FetchSessionHandler)
+    # Its own connection, so a fetch parked at the leader can be dropped (see _interrupt).
+    client: NodeClient = field(default_factory=lambda: NodeClient({}))
+    in_flight: bool = False
+    interrupted: bool = False
 
 
 class ReplicaFetchers:
@@ -86,8 +107,8 @@ class ReplicaFetchers:
         self.partition_max_bytes = int(config.get("replica.fetch.max.bytes"))
         self.response_max_bytes = int(config.get("replica.fetch.response.max.bytes"))
         self.backoff_s = int(config.get("replica.fetch.backoff.ms")) / 1000
-        self.client = NodeClient({})
         self.sources: dict[int, _Source] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def update(self, follow: dict[Key, tuple[int, int]]) -> None:
         """Fetch exactly `follow` ({(topic, partition): (leader id, leader epoch)})."""
@@ -98,6 +119,7 @@ class ReplicaFetchers:
             stopped = self.sources.pop(leader_id)
             if stopped.task is not None:
                 stopped.task.cancel()
+            self._close_client(stopped.client)
             log.info("replica_fetcher_stopped", leader_id=leader_id)
         for leader_id, partitions in by_leader.items():
             source = self.sources.get(leader_id)
@@ -106,10 +128,31 @@ class ReplicaFetchers:
                 self.sources[leader_id] = source
                 source.task = asyncio.get_running_loop().create_task(self._run(source))
                 log.info("replica_fetcher_started", leader_id=leader_id, partitions=len(partitions))
+            changed = False
             for key, epoch in partitions.items():
                 if source.partitions.get(key) != epoch:
+                    changed = True
                     source.delayed_until.pop(key, None)
+                    source.errors_in_a_row.pop(key, None)
             source.partitions = partitions
+            if changed:
+                self._interrupt(source)
+
+    def _interrupt(self, source: _Source) -> None:
+        """New partitions or epochs while a fetch may sit parked at the leader for up to
+        replica.fetch.wait.max.ms (a connection answers in order, so the next fetch would
+        queue behind it): drop that connection, the leader cancels the parked fetch, and
+        the next fetch, listing the new partitions, goes at once on a new one."""
+        if not source.in_flight:
+            return
+        source.interrupted = True
+        old, source.client = source.client, NodeClient({})
+        self._close_client(old)
+
+    def _close_client(self, client: NodeClient) -> None:
+        task = asyncio.get_running_loop().create_task(client.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def stop(self) -> None:
         sources, self.sources = list(self.sources.values()), {}
@@ -120,7 +163,10 @@ class ReplicaFetchers:
             if source.task is not None:
                 with contextlib.suppress(BaseException):
                     await source.task
-        await self.client.close()
+            await source.client.close()
+        for task in list(self._closing):
+            with contextlib.suppress(BaseException):
+                await task
 
     # -- one source broker ---------------------------------------------------------------
 
@@ -135,24 +181,33 @@ class ReplicaFetchers:
             }
             fetches = self._fetches(wanted)
             if not fetches:
-                await asyncio.sleep(self.backoff_s)
+                # Until the first partition's back-off ends (or a while, if none is due).
+                due = [source.delayed_until.get(key, now) for key in source.partitions]
+                wait_s = min([d - now for d in due if d > now], default=self.backoff_s)
+                await asyncio.sleep(min(wait_s, self.backoff_s))
                 continue
             plan = source.session.build(fetches)
+            client = source.client
+            source.in_flight, source.interrupted = True, False
             try:
                 address = self._address(source.leader_id)
                 if address is None:
                     raise ConnectionError(f"no endpoint for broker {source.leader_id}")
-                self.client.addresses[source.leader_id] = address
+                client.addresses[source.leader_id] = address
                 timeout_s = self.wait_max_ms / 1000 + 10.0
-                response = await self.client.send(source.leader_id, self._request(plan), timeout_s)
+                response = await client.send(source.leader_id, self._request(plan), timeout_s)
             except asyncio.CancelledError:
                 source.session.handle_error()
                 raise
             except (OSError, ConnectionError, TimeoutError, ProtocolError) as error:
                 source.session.handle_error()
+                if source.interrupted:
+                    continue  # dropped on purpose by _interrupt: fetch again now
                 log.debug("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
                 await asyncio.sleep(self.backoff_s)
                 continue
+            finally:
+                source.in_flight = False
             code = ErrorCode(int(response.error_code))
             if not source.session.handle_response(code, int(response.session_id)):
                 if code not in _SESSION_ERRORS:
@@ -252,6 +307,7 @@ class ReplicaFetchers:
                     continue
                 code = ErrorCode(int(data.error_code))
                 if code is ErrorCode.none:
+                    source.errors_in_a_row.pop(key, None)
                     self._apply(partition, data, now_ms)
                 elif code is ErrorCode.offset_out_of_range:
                     self._out_of_range(partition, data)
@@ -259,7 +315,9 @@ class ReplicaFetchers:
                     log.debug(
                         "replica_fetch_partition_error", partition=partition.name, error=code.name
                     )
-                    source.delayed_until[key] = now + self.backoff_s
+                    errors = source.errors_in_a_row.get(key, 0) + 1
+                    source.errors_in_a_row[key] = errors
+                    source.delayed_until[key] = now + retry_delay_s(errors, self.backoff_s)
                     source.session.partition_failed(key)
 
     def _apply(self, partition: Partition, data: Any, now_ms: int) -> None:

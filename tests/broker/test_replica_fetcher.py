@@ -9,7 +9,10 @@ very next fetch full with session 0 (no back-off: the back-off here is a minute,
 beyond the test's wait); a partition no longer followed is forgotten; after
 INVALID_FETCH_SESSION_EPOCH the next fetch is full and names the old session; a
 partition answered with an error (an unknown topic id, which a leader leaves out of its
-session) is listed again after its back-off.
+session) is listed again after its back-off, which starts at 10 ms whatever
+replica.fetch.backoff.ms says and doubles with each error in a row up to it; a
+partition gained while a fetch is parked at the leader is fetched at once, on a new
+connection.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from ottla.broker.replica_fetcher import FETCH_VERSION, ReplicaFetchers
+from ottla.broker.replica_fetcher import FETCH_VERSION, ReplicaFetchers, retry_delay_s
 from ottla.protocol import (
     SUPPORTED_APIS,
     DecodedRequest,
@@ -73,8 +76,10 @@ class _Leader:
 
     def __init__(self) -> None:
         self.requests: asyncio.Queue[tuple[DecodedRequest, asyncio.StreamWriter]] = asyncio.Queue()
+        self.connections = 0
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 size = struct.unpack(">i", await reader.readexactly(4))[0]
@@ -121,6 +126,20 @@ def _data(index: int, high_watermark: int, records: bytes = b"") -> Any:
         aborted_transactions=None,
         preferred_read_replica=-1,
         records=records,
+    )
+
+
+def _error_data(index: int, error: ErrorCode) -> Any:
+    return make(
+        _module().PartitionData,
+        partition_index=index,
+        error_code=error,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        aborted_transactions=None,
+        preferred_read_replica=-1,
+        records=b"",
     )
 
 
@@ -233,23 +252,73 @@ async def test_partition_answered_with_an_error_is_listed_again() -> None:
         body, answer = await leader.next()
         assert _session(body) == (0, 0)
         assert _listed(body) == {1: 0}
-        unknown = make(
-            _module().PartitionData,
-            partition_index=1,
-            error_code=ErrorCode.unknown_topic_id,
-            high_watermark=-1,
-            last_stable_offset=-1,
-            log_start_offset=-1,
-            aborted_transactions=None,
-            preferred_read_replica=-1,
-            records=b"",
-        )
-        answer((unknown,), session_id=42)
+        answer((_error_data(1, ErrorCode.unknown_topic_id),), session_id=42)
 
         body, answer = await leader.next()
         assert _session(body) == (42, 1)
         assert _listed(body) == {1: 0}
         assert not body.forgotten_topics_data
+    finally:
+        await fetchers.stop()
+        server.close()
+
+
+def test_partition_retry_backs_off_from_10_ms_to_the_configured_maximum() -> None:
+    assert [retry_delay_s(n, 1.0) for n in range(1, 9)] == [
+        0.01,
+        0.02,
+        0.04,
+        0.08,
+        0.16,
+        0.32,
+        0.64,
+        1.0,
+    ]
+    assert retry_delay_s(10_000, 1.0) == 1.0
+    assert retry_delay_s(1, 0.005) == 0.005
+
+
+async def test_new_topic_unknown_to_the_leader_is_retried_at_once() -> None:
+    """The follower's first fetch of a new topic races the leader applying it: the
+    leader answers UNKNOWN_TOPIC_ID. The retry comes after 10 ms, not after
+    replica.fetch.backoff.ms (a minute here, far beyond the test's wait)."""
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", 0): _Partition(0)}
+    fetchers = ReplicaFetchers(_broker(port, partitions, backoff_ms=60_000))
+    try:
+        fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
+        for epoch in (0, 1, 2):
+            body, answer = await leader.next()
+            assert _session(body) == (42 if epoch else 0, epoch)
+            assert _listed(body) == {0: 0}
+            answer((_error_data(0, ErrorCode.unknown_topic_id),), session_id=42)
+        body, answer = await leader.next()
+        assert _listed(body) == {0: 0}
+    finally:
+        await fetchers.stop()
+        server.close()
+
+
+async def test_new_partition_does_not_wait_for_a_parked_fetch() -> None:
+    """A fetch is parked at the leader (unanswered) when the follower gains a partition:
+    the fetcher drops that connection and fetches both partitions at once on a new one,
+    rather than after the parked fetch's timeout (10.5 s here, beyond the test's wait)."""
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", 0): _Partition(0), ("t", 1): _Partition(1)}
+    fetchers = ReplicaFetchers(_broker(port, partitions, backoff_ms=60_000))
+    try:
+        fetchers.update({("t", 0): (LEADER, LEADER_EPOCH)})
+        body, _ = await leader.next()  # parked: never answered
+        assert _listed(body) == {0: 0}
+        fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
+        body, _ = await leader.next()
+        assert _session(body) == (0, 0)
+        assert _listed(body) == {0: 0, 1: 0}
+        assert leader.connections == 2
     finally:
         await fetchers.stop()
         server.close()
