@@ -114,6 +114,12 @@ class Setup:
     def cpu_seconds(self) -> float:
         return sum(n.cpu_seconds() for n in self.nodes.values() if n.process is not None)
 
+    def run_queue_wait_s(self) -> float:
+        """Seconds the brokers' threads have spent runnable but waiting for a CPU."""
+        return sum(
+            run_queue_wait_s(n.process.pid) for n in self.nodes.values() if n.process is not None
+        )
+
     def check_alive(self) -> None:
         for node in self.nodes.values():
             node.check_alive()
@@ -121,6 +127,25 @@ class Setup:
     def stop(self) -> None:
         for node in self.nodes.values():
             node.stop()
+
+
+def run_queue_wait_s(pid: int) -> float:
+    """Run-queue wait of all threads of `pid` so far (/proc/PID/task/*/schedstat).
+
+    On a shared machine this is the time a broker was ready to work but had no core:
+    the part of a slow run that its own CPU time does not explain.
+    """
+    total_ns = 0
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total_ns += int(path.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total_ns / 1e9
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _command(data_dir: Path, port: int, overrides: Sequence[str]) -> list[str]:
@@ -209,21 +234,24 @@ def wait_isr(
 # -- (a) throughput and latency --------------------------------------------------------------
 
 
-def produce_throughput(setup: Setup, topic: str, size: int, count: int, acks: str) -> Throughput:
+def produce_throughput(
+    setup: Setup, topic: str, size: int, count: int, acks: str
+) -> tuple[Throughput, float]:
+    """The run's throughput and the brokers' run-queue wait (s) during it."""
     errors = DeliveryErrors()
     producer = Producer({"bootstrap.servers": setup.bootstrap, "acks": acks, "on_delivery": errors})
     producer.list_topics(topic, timeout=10)
     value = bytes(size)
-    cpu0 = setup.cpu_seconds()
+    cpu0, wait0 = setup.cpu_seconds(), setup.run_queue_wait_s()
     start = time.perf_counter()
     produce_all(producer, topic, value, count)
     left = producer.flush(CLIENT_TIMEOUT_S)
     seconds = time.perf_counter() - start
-    cpu = setup.cpu_seconds() - cpu0
+    cpu, wait = setup.cpu_seconds() - cpu0, setup.run_queue_wait_s() - wait0
     if left:
         raise RuntimeError(f"{setup.name} {topic}: {left} records not delivered in time")
     errors.check(f"{setup.name} {topic}")
-    return Throughput(count, seconds, size, cpu)
+    return Throughput(count, seconds, size, cpu), wait
 
 
 def produce_latency(setup: Setup, topic: str, size: int, acks: str, scale: Scale) -> list[float]:
@@ -319,7 +347,9 @@ def latency_row(
 def bench_cost(work: Path, scale: Scale) -> list[Row]:
     one = single(work)
     three = cluster(work, "three")
-    progress(f"one node on {one.bootstrap}; three nodes on {three.bootstrap}")
+    progress(
+        f"one node on {one.bootstrap}; three nodes on {three.bootstrap}; load {load_average()}"
+    )
     rows: list[Row] = []
     pair = ((ONE, one, "1"), (THREE, three, "all"))
     try:
@@ -340,15 +370,18 @@ def bench_cost(work: Path, scale: Scale) -> list[Row]:
                     topic = f"t{size}-{uuid.uuid4().hex[:8]}"
                     replicas = len(setup.nodes)
                     create_topic(setup, topic, PARTITIONS, replicas, min(2, replicas))
-                    result = produce_throughput(setup, topic, size, count, acks)
+                    result, wait_s = produce_throughput(setup, topic, size, count, acks)
                     setup.check_alive()
                     delete_topic(setup, topic)
                     cell = row.cell(column)
                     cell.samples.append(result.records_per_s)
-                    cell.notes.append(
-                        f"{result.mb_per_s:.0f} MB/s, cpu {result.broker_cpu_s:.1f} s"
+                    note = (
+                        f"{result.records_per_s:,.0f} rec/s in {result.seconds:.2f} s: brokers' "
+                        f"cpu {result.broker_cpu_s:.2f} s, run-queue wait {wait_s:.2f} s, "
+                        f"load {load_average()}"
                     )
-                    progress(f"{row.metric} {column} acks={acks}: {result.records_per_s:,.0f}")
+                    cell.notes.append(note)
+                    progress(f"{row.metric} {column} acks={acks}: {note}")
         # Diagnostic: the same latency with idle replicated partitions on the brokers.
         for i in range(IDLE_TOPICS):
             for setup in (one, three):
@@ -384,7 +417,8 @@ def cost_table(rows: list[Row]) -> str:
             text = format_value(cell.median)
             if len(cell.samples) > 1:
                 text += f" ({format_value(min(cell.samples))}-{format_value(max(cell.samples))})"
-            text += f"; {', '.join(dict.fromkeys(cell.notes))}" if len(cell.notes) == 1 else ""
+            if len(cell.notes) == 1 and "rec/s" not in cell.notes[0]:
+                text += f"; {cell.notes[0]}"
             cells.append(text)
         ratio = row.ratio()
         verdict = "" if ratio is None else ("met" if ratio >= RATIO_TARGET else "MISSED")
@@ -396,6 +430,15 @@ def cost_table(rows: list[Row]) -> str:
             f"| {row.metric} | {row.unit} | {cells[0]} | {cells[1]} | {shown} "
             f"| {target} | {verdict} | {cells[2]} |"
         )
+    runs = [
+        f"- {row.metric}, {column}: {note}"
+        for row in rows
+        for column in COLUMNS
+        for note in (row.cells[column].notes if column in row.cells else [])
+        if "rec/s" in note
+    ]
+    if runs:
+        lines += ["", "Each throughput run (brokers' CPU and run-queue wait summed):", *runs]
     return "\n".join(lines)
 
 
