@@ -1,0 +1,516 @@
+"""KafkaJS (pure JavaScript, node) works against a real ottla process.
+
+Small node scripts under tests/integration/kafkajs/ (KafkaJS pinned in its
+package.json and package-lock.json; `npm ci` there installs it, as .ci/run does) drive
+the client; each takes a JSON spec and prints JSON, and these tests check every
+record and answer:
+
+- admin: createTopics (configs, an existing topic, an invalid name, a replication
+  factor above the broker count), fetchTopicMetadata, listTopics, deleteTopics;
+- producer: keys, headers (a repeated key too), null keys and values, each codec
+  KafkaJS has natively (none, gzip), and the idempotent producer (its producer id
+  and consecutive sequences are in the stored batches), read back in order;
+- consumer groups: two members share a topic's partitions (disjoint assignments
+  covering all of them), each reads exactly its partitions in order and commits;
+  describeGroups and listGroups see the running group; a restarted member resumes
+  from the committed offsets; fromBeginning against latest;
+- offsets admin: fetchOffsets (unknown group, all topics, resolveOffsets),
+  setOffsets, resetOffsets to earliest and latest, and consumers starting where they
+  say; describeGroups of an unknown group; deleteGroups.
+
+Node or KafkaJS missing is a failure naming the fix (`npm ci`), never a skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ottla.protocol import Compression, iter_batches
+from tests.integration.conftest import BrokerProcess, shared_broker_in
+from tests.integration.wire import Wire, fetch_partition
+
+pytestmark = pytest.mark.timeout(240)
+
+SCRIPTS = Path(__file__).parent / "kafkajs"
+RUN_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="module")
+def kafkajs_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: KafkaJS tests need node (apt-get install nodejs)")
+    if not (SCRIPTS / "node_modules" / "kafkajs" / "package.json").exists():
+        pytest.fail(f"KafkaJS is not installed: run `npm ci` in {SCRIPTS}")
+    with shared_broker_in(
+        tmp_path_factory.mktemp("kafkajs"), "group.initial.rebalance.delay.ms=0"
+    ) as broker:
+        yield broker
+
+
+def run(broker: BrokerProcess, script: str, **spec: Any) -> Any:
+    """Runs kafkajs/<script>.js with `spec` (plus the broker); returns its last JSON line."""
+    spec["brokers"] = [broker.bootstrap]
+    done = subprocess.run(
+        ["node", str(SCRIPTS / f"{script}.js"), json.dumps(spec)],
+        check=False,
+        cwd=SCRIPTS,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env={**os.environ, "KAFKAJS_NO_PARTITIONER_WARNING": "1"},
+    )
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, (
+        f"{script}.js exited {done.returncode}\nstdout:\n{done.stdout[-3000:]}\n"
+        f"stderr:\n{done.stderr[-6000:]}\nbroker log:\n{broker.log()}"
+    )
+    return json.loads(lines[-1])
+
+
+def admin(broker: BrokerProcess, *ops: tuple[str, Any]) -> list[dict[str, Any]]:
+    """Runs admin operations in order; each answer is {"result": ...} or {"error": ...}."""
+    out = run(broker, "admin", ops=[{"op": op, "args": args} for op, args in ops])
+    return list(out["results"])
+
+
+def b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+Header = tuple[str, bytes]
+Record = tuple[int, bytes | None, bytes | None, tuple[Header, ...]]  # partition, key, value
+
+
+def message(record: Record) -> dict[str, Any]:
+    partition, key, value, headers = record
+    return {
+        "partition": partition,
+        "key": b64(key),
+        "value": b64(value),
+        "headers": [[name, b64(data)] for name, data in headers],
+    }
+
+
+def received(got: Sequence[dict[str, Any]]) -> list[tuple[int, int, Record]]:
+    """(partition, offset, record) of each record a script read, in arrival order."""
+    return [
+        (
+            g["partition"],
+            g["offset"],
+            (
+                g["partition"],
+                unb64(g["key"]),
+                unb64(g["value"]),
+                tuple((name, base64.b64decode(data)) for name, data in g["headers"]),
+            ),
+        )
+        for g in got
+    ]
+
+
+def by_partition(items: Sequence[tuple[int, int, Record]]) -> dict[int, list[tuple[int, Record]]]:
+    out: dict[int, list[tuple[int, Record]]] = {}
+    for partition, offset, record in items:
+        out.setdefault(partition, []).append((offset, record))
+    return out
+
+
+def expected_layout(records: Sequence[Record], start: dict[int, int] | None = None) -> Any:
+    """What a reader must see: per partition, produce order at consecutive offsets."""
+    out: dict[int, list[tuple[int, Record]]] = {}
+    for record in records:
+        partition = record[0]
+        offset = (start or {}).get(partition, 0) + len(out.get(partition, []))
+        out.setdefault(partition, []).append((offset, record))
+    return out
+
+
+def create_topic(broker: BrokerProcess, topic: str, partitions: int) -> None:
+    [created] = admin(
+        broker, ("createTopics", {"topics": [{"topic": topic, "numPartitions": partitions}]})
+    )
+    assert created == {"op": "createTopics", "result": True}
+
+
+def produce(broker: BrokerProcess, topic: str, records: Sequence[Record], **options: Any) -> Any:
+    out = run(
+        broker,
+        "produce",
+        sends=[{"topic": topic, "messages": [message(r) for r in records], **options}],
+    )
+    return out["sent"]
+
+
+def sample_records(partitions: int, count: int, tag: str) -> list[Record]:
+    """Keys, headers (one repeated), a null key and a null value, spread over partitions."""
+    records: list[Record] = []
+    for i in range(count):
+        headers: tuple[Header, ...] = (("origin", b"kafkajs"), ("seq", str(i).encode()))
+        if i % 5 == 0:
+            headers += (("seq", b"again"),)
+        key: bytes | None = f"key-{i}".encode()
+        value: bytes | None = f"{tag}-value-{i}".encode() * (1 + i % 3)
+        if i == 3:
+            key = None
+        if i == 4:
+            value = None
+        records.append((i % partitions, key, value, headers))
+    return records
+
+
+# -- admin ----------------------------------------------------------------------------
+
+
+def test_admin_creates_describes_and_deletes_topics(kafkajs_broker: BrokerProcess) -> None:
+    configs = [
+        {"name": "cleanup.policy", "value": "compact"},
+        {"name": "retention.ms", "value": "3600000"},
+    ]
+    answers = admin(
+        kafkajs_broker,
+        ("createTopics", {"topics": [{"topic": "kjs-admin-a", "numPartitions": 3}]}),
+        (
+            "createTopics",
+            {"topics": [{"topic": "kjs-admin-b", "numPartitions": 1, "configEntries": configs}]},
+        ),
+        ("createTopics", {"topics": [{"topic": "kjs-admin-a", "numPartitions": 3}]}),
+        ("createTopics", {"topics": [{"topic": "bad name!", "numPartitions": 1}]}),
+        (
+            "createTopics",
+            {"topics": [{"topic": "kjs-rf3", "numPartitions": 1, "replicationFactor": 3}]},
+        ),
+        ("fetchTopicMetadata", {"topics": ["kjs-admin-a", "kjs-admin-b"]}),
+        (
+            "describeConfigs",
+            {"includeSynonyms": False, "resources": [{"type": 2, "name": "kjs-admin-b"}]},
+        ),
+        ("listTopics", []),
+        ("deleteTopics", {"topics": ["kjs-admin-a"]}),
+        ("listTopics", []),
+    )
+    (
+        created_a,
+        created_b,
+        again,
+        bad_name,
+        too_many_replicas,
+        metadata,
+        configs_out,
+        listed,
+        deleted,
+        after,
+    ) = answers
+    assert created_a["result"] is True and created_b["result"] is True
+    assert again["result"] is False  # TOPIC_ALREADY_EXISTS: KafkaJS answers false
+    assert [e["type"] for e in bad_name["error"]["errors"]] == ["INVALID_TOPIC_EXCEPTION"]
+    assert [e["type"] for e in too_many_replicas["error"]["errors"]] == [
+        "INVALID_REPLICATION_FACTOR"
+    ]
+
+    topics = {t["name"]: t["partitions"] for t in metadata["result"]["topics"]}
+    assert sorted(topics) == ["kjs-admin-a", "kjs-admin-b"]
+    assert sorted(p["partitionId"] for p in topics["kjs-admin-a"]) == [0, 1, 2]
+    for partition in topics["kjs-admin-a"] + topics["kjs-admin-b"]:
+        assert partition["partitionErrorCode"] == 0
+        assert partition["replicas"] == [partition["leader"]] == partition["isr"]
+
+    [resource] = configs_out["result"]["resources"]
+    values = {
+        c["configName"]: (c["configValue"], c["isDefault"]) for c in resource["configEntries"]
+    }
+    assert values["cleanup.policy"] == ("compact", False)
+    assert values["retention.ms"] == ("3600000", False)
+
+    assert {"kjs-admin-a", "kjs-admin-b"} <= set(listed["result"])
+    assert "kjs-rf3" not in listed["result"] and "bad name!" not in listed["result"]
+    assert deleted == {"op": "deleteTopics", "result": None}
+    assert "kjs-admin-a" not in after["result"] and "kjs-admin-b" in after["result"]
+
+    [gone] = admin(kafkajs_broker, ("fetchTopicMetadata", {"topics": ["kjs-admin-a"]}))
+    assert gone["error"]["type"] == "UNKNOWN_TOPIC_OR_PARTITION"
+
+
+# -- producer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codec", "idempotent"), [("none", False), ("gzip", False), ("none", True), ("gzip", True)]
+)
+def test_produce_and_read_back(kafkajs_broker: BrokerProcess, codec: str, idempotent: bool) -> None:
+    topic = f"kjs-produce-{codec}-{'idem' if idempotent else 'plain'}"
+    create_topic(kafkajs_broker, topic, 3)
+    first = sample_records(3, 15, "first")
+    second = sample_records(3, 9, "second")
+    sends = [
+        {"topic": topic, "compression": codec, "messages": [message(r) for r in batch]}
+        for batch in (first, second)
+    ]
+    sent = run(kafkajs_broker, "produce", sends=sends, idempotent=idempotent)["sent"]
+    assert [sorted((a["partition"], a["errorCode"], a["baseOffset"]) for a in s) for s in sent] == [
+        [(0, 0, 0), (1, 0, 0), (2, 0, 0)],
+        [(0, 0, 5), (1, 0, 5), (2, 0, 5)],
+    ]
+
+    records = first + second
+    out = run(
+        kafkajs_broker,
+        "consume",
+        groupId=f"{topic}-reader",
+        topics=[topic],
+        fromBeginning=True,
+        expect=len(records),
+    )
+    assert by_partition(received(out["received"])) == expected_layout(records)
+
+    # The log holds KafkaJS' batches as sent: its codec, and for the idempotent
+    # producer one producer id with sequences running on across the two sends.
+    with Wire(kafkajs_broker.bootstrap) as wire:
+        for partition in range(3):
+            batches = list(iter_batches(bytes(fetch_partition(wire, topic, partition, 0).records)))
+            assert len(batches) == 2
+            assert {b.compression for b in batches} == {Compression[codec.upper()]}
+            if idempotent:
+                assert batches[0].producer_id >= 0
+                assert {b.producer_id for b in batches} == {batches[0].producer_id}
+                assert [(b.base_sequence, b.records_count) for b in batches] == [(0, 5), (5, 3)]
+            else:
+                assert {b.producer_id for b in batches} == {-1}
+
+
+# -- consumer groups ------------------------------------------------------------------
+
+
+def test_group_members_share_partitions_commit_and_resume(kafkajs_broker: BrokerProcess) -> None:
+    topic, group = "kjs-group", "kjs-group-shared"
+    create_topic(kafkajs_broker, topic, 4)
+    records = sample_records(4, 40, "shared")
+    out = run(
+        kafkajs_broker, "group", topic=topic, groupId=group, messages=[message(r) for r in records]
+    )
+
+    assert out["partitions"] == [0, 1, 2, 3]
+    a, b = out["members"]
+    assert a["assignment"] and b["assignment"]
+    assert sorted(a["assignment"] + b["assignment"]) == [0, 1, 2, 3]
+    expected = expected_layout(records)
+    for member in (a, b):
+        got = by_partition(received(member["received"]))
+        assert got == {p: expected[p] for p in member["assignment"]}, member["name"]
+
+    # While both ran: describeGroups, listGroups, and a refused resetOffsets.
+    [described] = out["described"]
+    assert (described["groupId"], described["errorCode"], described["state"]) == (
+        group,
+        0,
+        "Stable",
+    )
+    assert (described["protocolType"], described["protocol"]) == ("consumer", "RoundRobinAssigner")
+    assert sorted((m["clientId"], m["assignment"][topic]) for m in described["members"]) == [
+        ("member-a", a["assignment"]),
+        ("member-b", b["assignment"]),
+    ]
+    assert {"groupId": group, "protocolType": "consumer"} in out["listed"]
+    assert out["resetWhileRunning"]["message"] == (
+        "The consumer group must have no running instances, current state: Stable"
+    )
+    # Both left; their commits are the group's offsets.
+    [committed] = out["offsets"]
+    assert {p["partition"]: p["offset"] for p in committed["partitions"]} == {
+        p: str(len(expected[p])) for p in range(4)
+    }
+    [after] = admin(kafkajs_broker, ("describeGroups", [[group]]))
+    [empty] = after["result"]
+    assert (empty["state"], empty["members"]) == ("Empty", [])
+
+    # A restarted member resumes at the committed offsets (fromBeginning applies only
+    # where nothing is committed): it reads the new records and nothing older.
+    more = sample_records(4, 8, "after-restart")
+    again = run(
+        kafkajs_broker,
+        "consume",
+        groupId=group,
+        topics=[topic],
+        fromBeginning=True,
+        expect=len(more),
+        sendsAfterFirstFetch=[{"topic": topic, "messages": [message(r) for r in more]}],
+    )
+    start = {p: len(expected[p]) for p in range(4)}
+    assert by_partition(received(again["received"])) == expected_layout(more, start)
+    assert again["assignment"] == {topic: [0, 1, 2, 3]}
+
+
+def test_from_beginning_or_latest(kafkajs_broker: BrokerProcess) -> None:
+    topic = "kjs-start"
+    create_topic(kafkajs_broker, topic, 2)
+    old = sample_records(2, 10, "old")
+    produce(kafkajs_broker, topic, old)
+    new = sample_records(2, 4, "new")
+    later = [{"topic": topic, "messages": [message(r) for r in new]}]
+
+    earliest = run(
+        kafkajs_broker,
+        "consume",
+        groupId="kjs-start-earliest",
+        topics=[topic],
+        fromBeginning=True,
+        expect=len(old),
+    )
+    assert by_partition(received(earliest["received"])) == expected_layout(old)
+
+    latest = run(
+        kafkajs_broker,
+        "consume",
+        groupId="kjs-start-latest",
+        topics=[topic],
+        fromBeginning=False,
+        expect=len(new),
+        sendsAfterFirstFetch=later,
+    )
+    assert by_partition(received(latest["received"])) == expected_layout(new, {0: 5, 1: 5})
+
+
+# -- offsets admin --------------------------------------------------------------------
+
+
+def test_offsets_admin(kafkajs_broker: BrokerProcess) -> None:
+    topic, other, group = "kjs-offsets", "kjs-offsets-other", "kjs-offsets-group"
+    create_topic(kafkajs_broker, topic, 2)
+    create_topic(kafkajs_broker, other, 1)
+    records = sample_records(2, 20, "offsets")
+    produce(kafkajs_broker, topic, records)
+    layout = expected_layout(records)
+
+    def committed(answer: dict[str, Any]) -> dict[str, dict[int, str]]:
+        return {
+            t["topic"]: {p["partition"]: p["offset"] for p in t["partitions"]}
+            for t in answer["result"]
+        }
+
+    unknown, set_topic, set_other, fetched, fetched_all, topic_offsets = admin(
+        kafkajs_broker,
+        ("fetchOffsets", {"groupId": group, "topics": [topic]}),
+        (
+            "setOffsets",
+            {
+                "groupId": group,
+                "topic": topic,
+                "partitions": [{"partition": 0, "offset": "3"}, {"partition": 1, "offset": "7"}],
+            },
+        ),
+        (
+            "setOffsets",
+            {"groupId": group, "topic": other, "partitions": [{"partition": 0, "offset": "42"}]},
+        ),
+        ("fetchOffsets", {"groupId": group, "topics": [topic]}),
+        ("fetchOffsets", {"groupId": group}),
+        ("fetchTopicOffsets", [topic]),
+    )
+    assert committed(unknown) == {topic: {0: "-1", 1: "-1"}}
+    assert set_topic["result"] is None and set_other["result"] is None
+    assert committed(fetched) == {topic: {0: "3", 1: "7"}}
+    assert committed(fetched_all) == {topic: {0: "3", 1: "7"}, other: {0: "42"}}
+    assert sorted((p["partition"], p["low"], p["high"]) for p in topic_offsets["result"]) == [
+        (0, "0", "10"),
+        (1, "0", "10"),
+    ]
+
+    # A member starts where setOffsets put the group.
+    out = run(kafkajs_broker, "consume", groupId=group, topics=[topic], expect=(10 - 3) + (10 - 7))
+    assert by_partition(received(out["received"])) == {0: layout[0][3:], 1: layout[1][7:]}
+
+    # resetOffsets to earliest stores Kafka's "earliest" marker (-2), which
+    # resolveOffsets turns into the log start offset; a member then re-reads all.
+    reset, marker, resolved, after = admin(
+        kafkajs_broker,
+        ("resetOffsets", {"groupId": group, "topic": topic, "earliest": True}),
+        ("fetchOffsets", {"groupId": group, "topics": [topic]}),
+        ("fetchOffsets", {"groupId": group, "topics": [topic], "resolveOffsets": True}),
+        ("fetchOffsets", {"groupId": group, "topics": [topic]}),
+    )
+    assert reset["result"] is None
+    assert committed(marker) == {topic: {0: "-2", 1: "-2"}}
+    assert committed(resolved) == committed(after) == {topic: {0: "0", 1: "0"}}
+    out = run(kafkajs_broker, "consume", groupId=group, topics=[topic], expect=len(records))
+    assert by_partition(received(out["received"])) == layout
+
+    # resetOffsets to latest stores -1, which is also "nothing committed" (a member
+    # would fall back to fromBeginning); resolveOffsets commits the log end offsets,
+    # and a member then reads only what arrives after it started.
+    reset, marker, resolved = admin(
+        kafkajs_broker,
+        ("resetOffsets", {"groupId": group, "topic": topic}),
+        ("fetchOffsets", {"groupId": group, "topics": [topic]}),
+        ("fetchOffsets", {"groupId": group, "topics": [topic], "resolveOffsets": True}),
+    )
+    assert committed(marker) == {topic: {0: "-1", 1: "-1"}}
+    assert committed(resolved) == {topic: {0: "10", 1: "10"}}
+    new = sample_records(2, 4, "after-reset")
+    out = run(
+        kafkajs_broker,
+        "consume",
+        groupId=group,
+        topics=[topic],
+        fromBeginning=True,
+        expect=len(new),
+        sendsAfterFirstFetch=[{"topic": topic, "messages": [message(r) for r in new]}],
+    )
+    assert by_partition(received(out["received"])) == expected_layout(new, {0: 10, 1: 10})
+
+
+def test_describe_list_and_delete_groups(kafkajs_broker: BrokerProcess) -> None:
+    topic, group = "kjs-groups-admin", "kjs-groups-admin-group"
+    create_topic(kafkajs_broker, topic, 1)
+    admin(
+        kafkajs_broker,
+        (
+            "setOffsets",
+            {"groupId": group, "topic": topic, "partitions": [{"partition": 0, "offset": "0"}]},
+        ),
+    )
+    unknown, described, listed, deleted, deleted_unknown, listed_after = admin(
+        kafkajs_broker,
+        ("describeGroups", [["kjs-no-such-group"]]),
+        ("describeGroups", [[group]]),
+        ("listGroups", []),
+        ("deleteGroups", [[group]]),
+        ("deleteGroups", [["kjs-no-such-group"]]),
+        ("listGroups", []),
+    )
+    assert unknown["result"] == [
+        {
+            "errorCode": 0,
+            "groupId": "kjs-no-such-group",
+            "state": "Dead",
+            "protocolType": "",
+            "protocol": "",
+            "members": [],
+        }
+    ]
+    assert described["result"] == [
+        {
+            "errorCode": 0,
+            "groupId": group,
+            "state": "Empty",
+            "protocolType": "consumer",
+            "protocol": "",
+            "members": [],
+        }
+    ]
+    assert {"groupId": group, "protocolType": "consumer"} in listed["result"]["groups"]
+    assert deleted["result"] == [{"groupId": group, "errorCode": 0}]
+    assert deleted_unknown["error"]["groups"] == [{"groupId": "kjs-no-such-group", "errorCode": 69}]
+    assert group not in [g["groupId"] for g in listed_after["result"]["groups"]]
