@@ -5,19 +5,21 @@ Measures, on the disk holding `--dir` (default: a temporary directory):
 1. append throughput of 1 KiB, 16 KiB and 1 MiB batches against plain sequential
    `os.write()` of the same bytes to a file in the same directory, in the same run:
    - "view": `Log.append_batch(view, now_ms, leader_epoch)`, the broker's produce
-     path. The view is built before the timed loop: the produce handler builds and
-     CRC-checks it while parsing the request (`iter_batches`, measured by
-     `bench.protocol`), and storage does not repeat the CRC;
+     path. The view (over a memoryview of the batch) is built and CRC-checked before
+     the timed loop, as `Partition.append_records` does while handling the request
+     (`iter_batches`, measured by `bench.protocol`); storage does not repeat the CRC;
    - "bytes": `Log.append(batch_bytes)`, where storage itself checks the header and
      CRC32C of every batch before writing it;
    each assigns the offset, stamps the leader epoch, writes the batch through the
    segment's descriptor and keeps the sparse indexes; plain `write()` only copies.
    Both sides without fsync in the loop, then including the final fsync (ottla:
-   `flush()`, which also writes the pending index entries). Runs interleaved in
-   rotating order, `os.sync()` before each, files deleted only after all runs of a
-   batch size, medians. Every batch is the same bytes, so the time index gets one
-   entry; a last row uses 16 KiB batches whose timestamps all differ and rise (a
-   time-index entry per batch, as under a busy producer), 4,096 distinct batches;
+   `flush()`, which also writes the pending index entries). The three sides take
+   turns 4 MiB at a time (rotating order; `os.sync()` before each run), so that other
+   jobs, writeback and page-cache reclaim fall on all of them alike; the table gives
+   the totals and, in brackets, the median of the per-chunk ratios. `--repeats N`
+   runs N times and keeps the median run. Every batch is the same bytes, so the time
+   index gets one entry; a last row uses 16 KiB batches whose timestamps all differ
+   and rise (a time-index entry per batch, as under a busy producer), 4,096 batches;
 2. read throughput: `Log.read` over the whole log, first pass (CRC-verifies each
    batch once) and second pass, each copying the bytes out as a socket send would;
 3. reopen time of a 2 GiB log after a clean close, after an unclean stop (no clean
@@ -139,9 +141,10 @@ def _paired_run(root: Path, batches: list[bytes], count: int, tag: str) -> dict[
     """Write `count` batches (cycling through `batches`) on each side, 4 MiB at a time
     per side, taking turns in rotating order, so that whatever else the machine does
     (other jobs, writeback, page-cache reclaim) falls on all sides alike."""
-    views = [RecordBatchView(batch) for batch in batches]
+    # What the broker's Partition.append_records does with a request's records.
+    views = [RecordBatchView(memoryview(batch)) for batch in batches]
     for view in views:
-        view.validate()  # what the produce handler does while parsing the request
+        view.validate()
     rounds = -(-count // len(batches))
     sequences: dict[str, list[bytes] | list[RecordBatchView]] = {
         "view": (views * rounds)[:count],

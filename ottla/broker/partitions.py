@@ -306,7 +306,8 @@ class Partition:
     def append_records(self, records: bytes, now_ms: int) -> AppendOutcome:
         """Validate and append a produce request's records for this partition."""
         try:
-            batches = list(iter_batches(records))
+            # Views over a memoryview: storage then slices each batch without making one.
+            batches = list(iter_batches(memoryview(records)))
         except ProtocolError as error:
             return AppendOutcome(error.error_code, str(error))
         if not batches:

@@ -7,7 +7,14 @@ Rules:
   Compaction leaves gaps; nothing ever renumbers.
 - An append is all-or-nothing: every batch is validated (whole, CRC, magic,
   `max.message.bytes`) before a byte is copied, and `log_end_offset` moves only after
-  the copy, so a refused append leaves the log unchanged.
+  the copy, so a refused append leaves the log unchanged. A `RecordBatchView` is
+  taken as validated by its caller (the produce handler CRC-checks each batch while
+  parsing): its CRC is not computed a second time.
+- The produce path (`append_batch`, and `append` of one whole batch) has a fast
+  path: after each general-path append, `_arm` works out how far the log may grow
+  before a roll, a flush, a file growth, an index write, a new leader epoch or a
+  size error could be due; an append within those limits only writes the batch and
+  does the sparse-index bookkeeping. Anything that changes the limits disarms them.
 - The last segment is the active one; only it is written. It rolls when the next
   append would not fit `segment.bytes`, when `segment.ms` passed since its first
   batch, when an index is full, or when a relative offset would overflow int32.
@@ -496,7 +503,10 @@ class Log:
                     batch_length,
                     batch.partition_leader_epoch if leader_epoch is None else leader_epoch,
                 )
-                rest = memoryview(batch.buffer)[position + _HEAD_BYTES : position + size]
+                buffer = batch.buffer
+                if buffer.__class__ is not memoryview:  # the broker's views have one
+                    buffer = memoryview(buffer)
+                rest = buffer[position + _HEAD_BYTES : position + size]
                 # One pwritev of [patched header, the rest]: the input is not modified.
                 # Fewer bytes than `size` (a full disk, a signal, or a view shorter than
                 # its batch) falls through: the general path rewrites the whole batch
