@@ -208,6 +208,10 @@ class ReplicaFetchers:
                 continue
             finally:
                 source.in_flight = False
+                if client is not source.client:
+                    # Replaced by _interrupt: close it again, in case it was still
+                    # connecting when first closed (that connection would stay open).
+                    self._close_client(client)
             code = ErrorCode(int(response.error_code))
             if not source.session.handle_response(code, int(response.session_id)):
                 if code not in _SESSION_ERRORS:

@@ -12,7 +12,8 @@ partition answered with an error (an unknown topic id, which a leader leaves out
 session) is listed again after its back-off, which starts at 10 ms whatever
 replica.fetch.backoff.ms says and doubles with each error in a row up to it; a
 partition gained while a fetch is parked at the leader is fetched at once, on a new
-connection.
+connection, and a connection still being opened when it was dropped is closed once its
+fetch returns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from ottla.broker.replica_fetcher import FETCH_VERSION, ReplicaFetchers, retry_delay_s
+from ottla.broker.rpc import NodeClient
 from ottla.protocol import (
     SUPPORTED_APIS,
     DecodedRequest,
@@ -77,6 +81,7 @@ class _Leader:
     def __init__(self) -> None:
         self.requests: asyncio.Queue[tuple[DecodedRequest, asyncio.StreamWriter]] = asyncio.Queue()
         self.connections = 0
+        self.closed = asyncio.Event()  # a connection was closed by the follower
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -84,6 +89,7 @@ class _Leader:
             while True:
                 size = struct.unpack(">i", await reader.readexactly(4))[0]
                 await self.requests.put((decode_request(await reader.readexactly(size)), writer))
+        self.closed.set()
 
     async def next(self) -> tuple[Any, Any]:
         """(request body, answer function) of the next Fetch."""
@@ -318,6 +324,44 @@ async def test_new_partition_does_not_wait_for_a_parked_fetch() -> None:
         body, _ = await leader.next()
         assert _session(body) == (0, 0)
         assert _listed(body) == {0: 0, 1: 0}
+        assert leader.connections == 2
+    finally:
+        await fetchers.stop()
+        server.close()
+
+
+async def test_connection_opened_while_being_dropped_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partition is gained while the fetch's connection is still being opened: the
+    client is closed before it holds the connection. Once that fetch returns, the
+    connection it opened is closed too, not left open (holding a session) forever."""
+    gate, opening = asyncio.Event(), asyncio.Event()
+    open_connection = NodeClient._open
+
+    async def slow_open(self: NodeClient, node_id: int, lane: str) -> Any:
+        if not gate.is_set():
+            opening.set()
+            await gate.wait()
+        return await open_connection(self, node_id, lane)
+
+    monkeypatch.setattr(NodeClient, "_open", slow_open)
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", 0): _Partition(0), ("t", 1): _Partition(1)}
+    fetchers = ReplicaFetchers(_broker(port, partitions, backoff_ms=60_000))
+    try:
+        fetchers.update({("t", 0): (LEADER, LEADER_EPOCH)})
+        await asyncio.wait_for(opening.wait(), WAIT_S)
+        fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
+        gate.set()
+        body, answer = await leader.next()  # the first fetch, on the late connection
+        assert _listed(body) == {0: 0}
+        answer(session_id=0)
+        body, _ = await leader.next()
+        assert _listed(body) == {0: 0, 1: 0}
+        await asyncio.wait_for(leader.closed.wait(), WAIT_S)
         assert leader.connections == 2
     finally:
         await fetchers.stop()
