@@ -156,7 +156,8 @@ def produce(broker: BrokerProcess, topic: str, records: Sequence[Record], **opti
 
 
 def sample_records(partitions: int, count: int, tag: str) -> list[Record]:
-    """Keys, headers (one repeated), a null key and a null value, spread over partitions."""
+    """Keys, headers (one repeated), a null key, a null value, an empty key, value and
+    header value, spread round-robin over partitions."""
     records: list[Record] = []
     for i in range(count):
         headers: tuple[Header, ...] = (("origin", b"kafkajs"), ("seq", str(i).encode()))
@@ -168,6 +169,8 @@ def sample_records(partitions: int, count: int, tag: str) -> list[Record]:
             key = None
         if i == 4:
             value = None
+        if i == 6:
+            key, value, headers = b"", b"", (*headers, ("empty", b""))
         records.append((i % partitions, key, value, headers))
     return records
 
@@ -298,8 +301,14 @@ def test_group_members_share_partitions_commit_and_resume(kafkajs_broker: Broker
     topic, group = "kjs-group", "kjs-group-shared"
     create_topic(kafkajs_broker, topic, 4)
     records = sample_records(4, 40, "shared")
+    after_leave = sample_records(4, 12, "after-leave")
     out = run(
-        kafkajs_broker, "group", topic=topic, groupId=group, messages=[message(r) for r in records]
+        kafkajs_broker,
+        "group",
+        topic=topic,
+        groupId=group,
+        messages=[message(r) for r in records],
+        moreMessages=[message(r) for r in after_leave],
     )
 
     assert out["partitions"] == [0, 1, 2, 3]
@@ -327,10 +336,17 @@ def test_group_members_share_partitions_commit_and_resume(kafkajs_broker: Broker
     assert out["resetWhileRunning"]["message"] == (
         "The consumer group must have no running instances, current state: Stable"
     )
-    # Both left; their commits are the group's offsets.
+    # member-b left: member-a holds every partition and goes on from member-b's
+    # commits (nothing re-read), then leaves too; the commits are the group's offsets.
+    assert out["afterLeave"]["assignment"] == [0, 1, 2, 3]
+    start = {p: len(expected[p]) for p in range(4)}
+    assert by_partition(received(out["afterLeave"]["received"])) == expected_layout(
+        after_leave, start
+    )
+    start = {p: start[p] + len(expected_layout(after_leave)[p]) for p in range(4)}
     [committed] = out["offsets"]
     assert {p["partition"]: p["offset"] for p in committed["partitions"]} == {
-        p: str(len(expected[p])) for p in range(4)
+        p: str(start[p]) for p in range(4)
     }
     [after] = admin(kafkajs_broker, ("describeGroups", [[group]]))
     [empty] = after["result"]
@@ -348,7 +364,6 @@ def test_group_members_share_partitions_commit_and_resume(kafkajs_broker: Broker
         expect=len(more),
         sendsAfterFirstFetch=[{"topic": topic, "messages": [message(r) for r in more]}],
     )
-    start = {p: len(expected[p]) for p in range(4)}
     assert by_partition(received(again["received"])) == expected_layout(more, start)
     assert again["assignment"] == {topic: [0, 1, 2, 3]}
 

@@ -1,7 +1,8 @@
 // Two members of one group share spec.topic's partitions. Once both hold disjoint
 // assignments covering every partition, an admin describes and lists the groups
 // (and tries resetOffsets on the running group), a producer sends spec.messages, and
-// each member reads until all arrived and the group committed past them.
+// each member reads until all arrived and the group committed past them. Then
+// member-b leaves, and member-a, reassigned every partition, reads spec.moreMessages.
 // Emits what each member was assigned and read, and the admin's answers.
 'use strict'
 
@@ -63,22 +64,40 @@ main(async () => {
     resetWhileRunning = errorOut(e)
   }
 
-  const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner })
-  await producer.connect()
-  await producer.send({ topic: spec.topic, acks: -1, messages: spec.messages.map(messageIn) })
-  await producer.disconnect()
+  const send = async (messages) => {
+    const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner })
+    await producer.connect()
+    await producer.send({ topic: spec.topic, acks: -1, messages: messages.map(messageIn) })
+    await producer.disconnect()
+  }
+  await send(spec.messages)
 
   const total = () => members.reduce((n, m) => n + m.received.length, 0)
-  const settled = () =>
-    total() >= spec.messages.length &&
-    members.every((m) => m.received.every((r) => (m.committed[r.partition] ?? -1) > r.offset))
-  await until(settled)
-  await Promise.all(members.map((m) => m.consumer.disconnect()))
+  await until(
+    () =>
+      total() >= spec.messages.length &&
+      members.every((m) => m.received.every((r) => (m.committed[r.partition] ?? -1) > r.offset))
+  )
+  const [a, b] = members
+  const split = members.map((m) => ({ name: m.name, assignment: m.assignment, received: m.received }))
+
+  // member-b leaves (LeaveGroup): member-a is reassigned every partition and reads on.
+  await b.consumer.disconnect()
+  await until(() => JSON.stringify(a.assignment) === JSON.stringify(partitions))
+  a.received = []
+  await send(spec.moreMessages)
+  await until(
+    () =>
+      a.received.length >= spec.moreMessages.length &&
+      a.received.every((r) => (a.committed[r.partition] ?? -1) > r.offset)
+  )
+  await a.consumer.disconnect()
   const offsets = await admin.fetchOffsets({ groupId: spec.groupId, topics: [spec.topic] })
   await admin.disconnect()
   emit({
     partitions,
-    members: members.map((m) => ({ name: m.name, assignment: m.assignment, received: m.received })),
+    members: split,
+    afterLeave: { assignment: a.assignment, received: a.received },
     described: described.groups.map((g) => ({
       ...g,
       members: g.members.map((m) => ({
