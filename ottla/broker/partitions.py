@@ -50,6 +50,9 @@ log = structlog.get_logger("ottla.partitions")
 
 _PRODUCER_SNAPSHOT = "producer-state.json"
 _NO_ROLE = -2
+_LONG_MAX = 2**63 - 1
+_BEFORE_MAX = "message.timestamp.before.max.ms"
+_AFTER_MAX = "message.timestamp.after.max.ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +388,29 @@ class Partition:
             return AppendOutcome(
                 ErrorCode.invalid_timestamp, "Clients may not send LogAppendTime batches"
             )
+        bounded = _BEFORE_MAX in self.topic_configs or _AFTER_MAX in self.topic_configs
+        if bounded and not self.log_append_time:
+            return self._check_timestamps(batch, now_ms)
+        return None
+
+    def _check_timestamps(self, batch: RecordBatchView, now_ms: int) -> AppendOutcome | None:
+        """`message.timestamp.before.max.ms`/`after.max.ms` on CreateTime topics: every
+        record's timestamp within [now - before, now + after], as Kafka's LogValidator.
+        Only topics that set a bound pay for decoding the records."""
+        low = now_ms - int(self.topic_configs.get(_BEFORE_MAX, _LONG_MAX))
+        high = now_ms + int(self.topic_configs.get(_AFTER_MAX, _LONG_MAX))
+        try:
+            records = decode_records(batch)
+        except ProtocolError as error:
+            return AppendOutcome(error.error_code, str(error))
+        for record in records:
+            timestamp = batch.base_timestamp + record.timestamp_delta
+            if timestamp != -1 and not low <= timestamp <= high:
+                return AppendOutcome(
+                    ErrorCode.invalid_timestamp,
+                    f"Timestamp {timestamp} of message with offset {record.offset_delta} is "
+                    f"out of range. The timestamp should be within [{low}, {high}]",
+                )
         return None
 
     # -- fetch ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,75 @@ def test_produce_and_read_back(kafkajs_broker: BrokerProcess, codec: str, idempo
                 assert [(b.base_sequence, b.records_count) for b in batches] == [(0, 5), (5, 3)]
             else:
                 assert {b.producer_id for b in batches} == {-1}
+
+
+def test_produce_timestamps_outside_the_topic_bounds_are_invalid(
+    kafkajs_broker: BrokerProcess,
+) -> None:
+    """message.timestamp.before.max.ms / after.max.ms bound every record's CreateTime
+    (Kafka's LogValidator): a batch with one record outside is refused whole with
+    INVALID_TIMESTAMP; a topic without bounds takes any timestamp."""
+    hour_ms = 3600_000
+    bounds = [
+        {"name": "message.timestamp.before.max.ms", "value": str(hour_ms)},
+        {"name": "message.timestamp.after.max.ms", "value": str(hour_ms)},
+    ]
+    [created] = admin(
+        kafkajs_broker,
+        (
+            "createTopics",
+            {
+                "topics": [
+                    {"topic": "kjs-ts-bounded", "numPartitions": 1, "configEntries": bounds},
+                    {"topic": "kjs-ts-free", "numPartitions": 1},
+                ]
+            },
+        ),
+    )
+    assert created["result"] is True
+    now_ms = int(time.time() * 1000)
+
+    def send(topic: str, *timestamps: int) -> dict[str, Any]:
+        messages = [
+            {"partition": 0, "key": None, "value": b64(f"ts-{t}".encode()), "timestamp": t}
+            for t in timestamps
+        ]
+        return {"topic": topic, "messages": messages}
+
+    sent = run(
+        kafkajs_broker,
+        "produce",
+        errorsAreAnswers=True,
+        retries=0,
+        sends=[
+            send("kjs-ts-bounded", now_ms, now_ms - 60_000),
+            send("kjs-ts-bounded", now_ms - 2 * hour_ms),
+            send("kjs-ts-bounded", now_ms + 2 * hour_ms),
+            send("kjs-ts-bounded", now_ms, 1000),
+            send("kjs-ts-bounded", now_ms + 1),
+            send("kjs-ts-free", 1000, now_ms + 2 * hour_ms),
+        ],
+    )["sent"]
+    ok, too_old, too_new, one_bad, ok_again, free = sent
+    assert [(a["errorCode"], a["baseOffset"]) for a in ok] == [(0, 0)]
+    for refused in (too_old, too_new, one_bad):
+        assert "error" in refused and refused["error"]["type"] == "INVALID_TIMESTAMP", refused
+    assert [(a["errorCode"], a["baseOffset"]) for a in ok_again] == [(0, 2)]
+    assert [(a["errorCode"], a["baseOffset"]) for a in free] == [(0, 0)]
+
+    out = run(
+        kafkajs_broker,
+        "consume",
+        groupId="kjs-ts-reader",
+        topics=["kjs-ts-bounded"],
+        fromBeginning=True,
+        expect=3,
+    )
+    assert [(g["offset"], g["timestamp"]) for g in out["received"]] == [
+        (0, now_ms),
+        (1, now_ms - 60_000),
+        (2, now_ms + 1),
+    ]
 
 
 # -- consumer groups ------------------------------------------------------------------

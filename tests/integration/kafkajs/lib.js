@@ -52,6 +52,7 @@ function headersOut (headers) {
 function messageIn (m) {
   const message = { key: bytes(m.key), value: bytes(m.value), headers: headersIn(m.headers) }
   if (m.partition != null) message.partition = m.partition
+  if (m.timestamp != null) message.timestamp = String(m.timestamp)
   return message
 }
 

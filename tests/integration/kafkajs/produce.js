@@ -1,9 +1,10 @@
 // One producer sends spec.sends in order (each: topic, messages, compression, acks);
-// emits the broker's answer of every send.
+// emits the broker's answer of every send (with spec.errorsAreAnswers, a failed send
+// is answered {error} and the next one goes on).
 'use strict'
 
 const { CompressionTypes, Partitioners } = require('kafkajs')
-const { spec, kafka, messageIn, emit, main } = require('./lib')
+const { spec, kafka, messageIn, emit, errorOut, main } = require('./lib')
 
 const CODECS = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP }
 
@@ -16,12 +17,19 @@ main(async () => {
   await producer.connect()
   const sent = []
   for (const send of spec.sends) {
-    const answer = await producer.send({
-      topic: send.topic,
-      acks: send.acks ?? -1,
-      compression: CODECS[send.compression || 'none'],
-      messages: send.messages.map(messageIn)
-    })
+    let answer
+    try {
+      answer = await producer.send({
+        topic: send.topic,
+        acks: send.acks ?? -1,
+        compression: CODECS[send.compression || 'none'],
+        messages: send.messages.map(messageIn)
+      })
+    } catch (e) {
+      if (!spec.errorsAreAnswers) throw e
+      sent.push({ error: errorOut(e) })
+      continue
+    }
     sent.push(answer.map((a) => ({
       topic: a.topicName,
       partition: a.partition,
