@@ -7,16 +7,20 @@ record and answer:
 
 - admin: createTopics (configs, an existing topic, an invalid name, a replication
   factor above the broker count), fetchTopicMetadata, listTopics, deleteTopics;
-- producer: keys, headers (a repeated key too), null keys and values, each codec
+- producer: keys, headers (a repeated key too), null and empty keys and values, each codec
   KafkaJS has natively (none, gzip), and the idempotent producer (its producer id
   and consecutive sequences are in the stored batches), read back in order;
 - consumer groups: two members share a topic's partitions (disjoint assignments
-  covering all of them), each reads exactly its partitions in order and commits;
+  covering all of them), each reads exactly its partitions in order and commits; one
+  leaves and the other takes over at its commits;
   describeGroups and listGroups see the running group; a restarted member resumes
   from the committed offsets; fromBeginning against latest;
 - offsets admin: fetchOffsets (unknown group, all topics, resolveOffsets),
   setOffsets, resetOffsets to earliest and latest, and consumers starting where they
-  say; describeGroups of an unknown group; deleteGroups.
+  say; describeGroups of an unknown group; deleteGroups;
+- timestamps outside a topic's message.timestamp.before/after.max.ms are refused;
+- three nodes: an RF=3 topic, a group across them, and the idempotent producer and a
+  consumer following new leaders after a leader is SIGKILLed.
 
 Node or KafkaJS missing is a failure naming the fix (`npm ci`), never a skip.
 """
@@ -27,6 +31,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -36,8 +41,9 @@ from typing import Any
 import pytest
 
 from ottla.protocol import Compression, iter_batches
-from tests.integration.conftest import BrokerProcess, shared_broker_in
-from tests.integration.wire import Wire, fetch_partition
+from tests.integration.conftest import BrokerProcess, free_port, shared_broker_in
+from tests.integration.test_cluster_quorum import FAST, _until
+from tests.integration.wire import Wire, fetch_partition, metadata
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,13 +51,16 @@ SCRIPTS = Path(__file__).parent / "kafkajs"
 RUN_TIMEOUT_S = 90.0
 
 
-@pytest.fixture(scope="module")
-def kafkajs_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    node = shutil.which("node")
-    if node is None:
+def require_kafkajs() -> None:
+    if shutil.which("node") is None:
         pytest.fail("node is not installed: KafkaJS tests need node (apt-get install nodejs)")
     if not (SCRIPTS / "node_modules" / "kafkajs" / "package.json").exists():
         pytest.fail(f"KafkaJS is not installed: run `npm ci` in {SCRIPTS}")
+
+
+@pytest.fixture(scope="module")
+def kafkajs_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    require_kafkajs()
     with shared_broker_in(
         tmp_path_factory.mktemp("kafkajs"), "group.initial.rebalance.delay.ms=0"
     ) as broker:
@@ -59,8 +68,9 @@ def kafkajs_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerP
 
 
 def run(broker: BrokerProcess, script: str, **spec: Any) -> Any:
-    """Runs kafkajs/<script>.js with `spec` (plus the broker); returns its last JSON line."""
-    spec["brokers"] = [broker.bootstrap]
+    """Runs kafkajs/<script>.js with `spec` (by default bootstrapped from `broker`);
+    returns its last JSON line."""
+    spec.setdefault("brokers", [broker.bootstrap])
     done = subprocess.run(
         ["node", str(SCRIPTS / f"{script}.js"), json.dumps(spec)],
         check=False,
@@ -599,3 +609,131 @@ def test_describe_list_and_delete_groups(kafkajs_broker: BrokerProcess) -> None:
     assert deleted["result"] == [{"groupId": group, "errorCode": 0}]
     assert deleted_unknown["error"]["groups"] == [{"groupId": "kjs-no-such-group", "errorCode": 69}]
     assert group not in [g["groupId"] for g in listed_after["result"]["groups"]]
+
+
+# -- a cluster of three ---------------------------------------------------------------
+
+
+@pytest.fixture
+def kafkajs_cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
+    require_kafkajs()
+    ports = {n: free_port() for n in (1, 2, 3)}
+    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
+    nodes = {
+        n: BrokerProcess(
+            tmp_path / f"node{n}",
+            ports[n],
+            [
+                f"node.id={n}",
+                f"controller.quorum.voters={voters}",
+                "cluster.id=kafkajsClusterTest0001",
+                *FAST,
+                "broker.session.timeout.ms=3000",
+                "broker.heartbeat.interval.ms=500",
+                "replica.lag.time.max.ms=2000",
+                "replica.fetch.backoff.ms=100",
+                "offsets.topic.replication.factor=3",
+                "offsets.topic.num.partitions=3",
+                "group.initial.rebalance.delay.ms=0",
+            ],
+        )
+        for n in (1, 2, 3)
+    }
+    for node in nodes.values():
+        node.start()
+    # Kafka too refuses replication factor 3 until three brokers have registered.
+    _until(lambda: _broker_count(nodes[1]) == 3, 30)
+    yield nodes
+    for node in nodes.values():
+        node.stop(signal.SIGKILL)
+
+
+def _broker_count(node: BrokerProcess) -> int:
+    with Wire(node.bootstrap) as wire:
+        return len(metadata(wire, [], allow_auto=False).brokers)
+
+
+def test_cluster_routing_groups_and_a_lost_leader(
+    kafkajs_cluster: dict[int, BrokerProcess],
+) -> None:
+    """On three nodes KafkaJS creates an RF=3 topic, two group members share it (the
+    coordinator and the partition leaders spread over the nodes), and after the leader
+    of partition 0 is SIGKILLed the idempotent producer follows the new leaders: a new
+    group reads every record exactly once, in order."""
+    nodes = kafkajs_cluster
+    first = nodes[1]
+    bootstrap = [node.bootstrap for node in nodes.values()]
+    topic, group = "kjs-cluster", "kjs-cluster-group"
+    created, described = admin(
+        first,
+        (
+            "createTopics",
+            {
+                "topics": [
+                    {
+                        "topic": topic,
+                        "numPartitions": 6,
+                        "replicationFactor": 3,
+                        "configEntries": [{"name": "min.insync.replicas", "value": "2"}],
+                    }
+                ],
+                "timeout": 30000,
+            },
+        ),
+        ("fetchTopicMetadata", {"topics": [topic]}),
+    )
+    assert created.get("result") is True, created
+    [metadata] = described["result"]["topics"]
+    leaders = {p["partitionId"]: p["leader"] for p in metadata["partitions"]}
+    assert set(leaders.values()) == {1, 2, 3}
+    assert all(sorted(p["replicas"]) == [1, 2, 3] for p in metadata["partitions"])
+
+    records = sample_records(6, 36, "cluster")
+    after_leave = sample_records(6, 12, "cluster-leave")
+    out = run(
+        first,
+        "group",
+        brokers=bootstrap,
+        topic=topic,
+        groupId=group,
+        messages=[message(r) for r in records],
+        moreMessages=[message(r) for r in after_leave],
+    )
+    expected = expected_layout(records)
+    a, b = out["members"]
+    assert sorted(a["assignment"] + b["assignment"]) == list(range(6))
+    for member in (a, b):
+        got = by_partition(received(member["received"]))
+        assert got == {p: expected[p] for p in member["assignment"]}, member["name"]
+    assert out["afterLeave"]["assignment"] == list(range(6))
+    layout = expected_layout([*records, *after_leave])
+    assert by_partition(received(out["afterLeave"]["received"])) == {
+        p: layout[p][len(expected[p]) :] for p in range(6)
+    }
+
+    lost = leaders[0]
+    nodes[lost].stop(signal.SIGKILL)
+    survivors = [node.bootstrap for n, node in nodes.items() if n != lost]
+    later = [sample_records(6, 12, f"after-kill-{i}") for i in range(2)]
+    sent = run(
+        nodes[next(n for n in nodes if n != lost)],
+        "produce",
+        brokers=bootstrap,
+        retries=10,
+        idempotent=True,
+        sends=[{"topic": topic, "messages": [message(r) for r in batch]} for batch in later],
+    )["sent"]
+    assert all(a["errorCode"] == 0 for answer in sent for a in answer)
+
+    everything = [*records, *after_leave, *later[0], *later[1]]
+    out = run(
+        nodes[next(n for n in nodes if n != lost)],
+        "consume",
+        brokers=survivors,
+        retries=10,
+        groupId="kjs-cluster-reader",
+        topics=[topic],
+        fromBeginning=True,
+        expect=len(everything),
+    )
+    assert by_partition(received(out["received"])) == expected_layout(everything)
