@@ -19,6 +19,8 @@ record and answer:
   setOffsets, resetOffsets to earliest and latest, and consumers starting where they
   say; describeGroups of an unknown group; deleteGroups;
 - timestamps outside a topic's message.timestamp.before/after.max.ms are refused;
+- an idempotent producer and a group member in one process live through a broker
+  SIGKILL and restart (same producer id, sequences go on, reading resumes);
 - three nodes: an RF=3 topic, a group across them, and the idempotent producer and a
   consumer following new leaders after a leader is SIGKILLed.
 
@@ -609,6 +611,64 @@ def test_describe_list_and_delete_groups(kafkajs_broker: BrokerProcess) -> None:
     assert deleted["result"] == [{"groupId": group, "errorCode": 0}]
     assert deleted_unknown["error"]["groups"] == [{"groupId": "kjs-no-such-group", "errorCode": 69}]
     assert group not in [g["groupId"] for g in listed_after["result"]["groups"]]
+
+
+# -- a broker restart -----------------------------------------------------------------
+
+
+def test_idempotent_producer_and_member_live_through_a_broker_restart(
+    broker_factory: Any,
+) -> None:
+    """One KafkaJS process keeps its idempotent producer and group member while the
+    broker is SIGKILLed and restarted: both reconnect, the producer goes on with its
+    producer id and sequences (the broker recovered its producer state), and the member
+    rejoins and reads on from its commits, every record once and in order."""
+    require_kafkajs()
+    broker: BrokerProcess = broker_factory("group.initial.rebalance.delay.ms=0")
+    topic = "kjs-restart"
+    create_topic(broker, topic, 2)
+    phases = [sample_records(2, 10, "before"), sample_records(2, 10, "after")]
+    spec = {
+        "brokers": [broker.bootstrap],
+        "retries": 10,
+        "topic": topic,
+        "groupId": "kjs-restart-group",
+        "phases": [[message(r) for r in phase] for phase in phases],
+    }
+    process = subprocess.Popen(
+        ["node", str(SCRIPTS / "restart.js"), json.dumps(spec)],
+        cwd=SCRIPTS,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KAFKAJS_NO_PARTITIONER_WARNING": "1"},
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        first = json.loads(process.stdout.readline() or "null")
+        assert first is not None and first["phase"] == 0, process.stderr.read()  # type: ignore[union-attr]
+        broker.restart(signal.SIGKILL)
+        process.stdin.write("restarted\n")
+        process.stdin.flush()
+        second = json.loads(process.stdout.readline() or "null")
+        done = json.loads(process.stdout.readline() or "null")
+        stderr = process.communicate(timeout=RUN_TIMEOUT_S)[1]
+    finally:
+        process.kill()
+    assert second is not None and done == {"done": True}, f"{stderr[-6000:]}\n{broker.log()}"
+    assert process.returncode == 0, stderr[-6000:]
+    assert by_partition(received(first["received"])) == expected_layout(phases[0])
+    start = {p: len(rs) for p, rs in expected_layout(phases[0]).items()}
+    assert by_partition(received(second["received"])) == expected_layout(phases[1], start)
+
+    # The stored batches: one producer id, sequences running on across the restart.
+    with Wire(broker.bootstrap) as wire:
+        for partition in range(2):
+            batches = list(iter_batches(bytes(fetch_partition(wire, topic, partition, 0).records)))
+            assert len({b.producer_id for b in batches}) == 1
+            assert batches[0].producer_id >= 0
+            assert [(b.base_sequence, b.records_count) for b in batches] == [(0, 5), (5, 5)]
 
 
 # -- a cluster of three ---------------------------------------------------------------
