@@ -582,7 +582,10 @@ class Log:
         assign_offsets: bool,
         leader_epoch: int | None,
     ) -> AppendInfo:
-        """`append` on the general path (which then arms the fast one)."""
+        """`append` on the general path (which then arms the fast one for leaders)."""
+        # Whatever this append does (a roll, a file growth that replaces the index
+        # entries' buffers, a follower's batches), no earlier limits outlive it.
+        self._fast = None
         if self.closed:
             self._check_open()
         if isinstance(records, RecordBatchView):

@@ -1,12 +1,13 @@
 """`Log.append_batch`'s fast path does exactly what the general append path does.
 
 Proves: for random sequences of appends (views and bytes, growing and stalling
-timestamps, leader epochs, batches over `max.message.bytes`), flushes, reads, rolls,
-truncations, config changes and reopens, under random small settings (segments,
-index intervals and capacities, `flush.messages`, `flush.ms`, `segment.ms`), a log
-taking the fast path and a log forced onto the general path for every append return
-the same results, hold the same state after every step (segments, offsets,
-timestamps, index entries, recovery point, epochs) and leave byte-identical files.
+timestamps, leader epochs, batches over `max.message.bytes`), follower appends,
+flushes, reads, rolls, truncations, config changes and reopens, under random small
+settings (segments, index intervals and capacities, `flush.messages`, `flush.ms`,
+`segment.ms`), a log taking the fast path and a log forced onto the general path
+for every append return the same results, hold the same state after every step
+(segments, offsets, timestamps, index entries, recovery point, epochs) and leave
+byte-identical files.
 Also: a view shorter than its batch is refused, and the fast path is really taken.
 """
 
@@ -24,7 +25,7 @@ from ottla.protocol import ErrorCode, ProtocolError, RecordBatchView
 from ottla.storage import Log, LogConfig
 from ottla.storage.config import LONG_MAX
 
-from .helpers import make_batch, read_all
+from .helpers import make_batch, read_all, with_base_offset
 
 
 class _GeneralOnly(Log):
@@ -62,7 +63,9 @@ _OPERATIONS = st.lists(
         _APPENDS,
         _APPENDS,
         _APPENDS,
-        st.sampled_from(["flush", "read", "roll", "truncate", "config", "reopen", "time"]),
+        st.sampled_from(
+            ["flush", "read", "roll", "truncate", "config", "reopen", "time", "follower"]
+        ),
     ),
     min_size=20,
     max_size=80,
@@ -179,6 +182,12 @@ def _check_equivalence(config: LogConfig, operations: list[_Append | str]) -> No
                 leader_epoch = None if operation.leader_epoch is None else epoch
                 for log in logs:
                     results.append(_append(log, batch, operation.as_view, now_ms, leader_epoch))
+            elif operation == "follower":  # a leader's batch, after a compaction gap
+                for log in logs:
+                    batch = with_base_offset(
+                        make_batch(2, timestamp_ms=timestamp_ms), log.log_end_offset + 3
+                    )
+                    results.append(log.append(batch, now_ms=now_ms, assign_offsets=False))
             elif operation == "flush":
                 for log in logs:
                     log.flush(now_ms)
