@@ -625,7 +625,7 @@ class Log:
         ):
             segment = self._roll(first_offset, now_ms, total)
         elif segment.size + total > segment.capacity_bytes:
-            segment.activate(segment.size + total)
+            segment.activate(max(self.config.segment_bytes, segment.size + total))
         start = segment.size
         segment.write_batches(
             data,
@@ -692,7 +692,7 @@ class Log:
         ):
             segment = self._roll(first_offset, now_ms, size)
         elif segment.size + size > segment.capacity_bytes:
-            segment.activate(segment.size + size)
+            segment.activate(max(self.config.segment_bytes, segment.size + size))
         start = segment.size
         segment.write_one(data, start, first_offset if assign_offsets else -1, leader_epoch)
         segment.record_batch(start, size, first_offset, last_offset, max_timestamp)

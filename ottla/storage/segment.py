@@ -294,6 +294,9 @@ class LogSegment:
 
     def activate(self, capacity_bytes: int | None = None) -> None:
         """Make this the active segment: preallocate the file and map it writable."""
+        # Reopening the indexes reads their files: first write what is only in memory.
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
         capacity = max(capacity_bytes or self.config.segment_bytes, self.size, 1)
         fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

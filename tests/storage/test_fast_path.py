@@ -268,3 +268,21 @@ def test_the_fast_path_is_armed_again_after_a_clean_reopen(tmp_path: Path) -> No
     assert log._fast is armed and log.log_end_offset == 6
     assert log.active_segment.verified_bytes == 0
     log.close()
+
+
+def test_growing_the_active_file_keeps_unwritten_index_entries(tmp_path: Path) -> None:
+    # A raised segment.bytes lets the active segment grow past what was preallocated;
+    # the index entries not yet written to their files must survive the reopening.
+    log = Log.open(tmp_path / "t-0", LogConfig(segment_bytes=4000, index_interval_bytes=0))
+    batch = RecordBatchView(bytes(make_batch(1, value_bytes=300)))
+    for _ in range(10):
+        log.append_batch(batch, 0)
+    segment = log.active_segment
+    assert segment.offset_index.pending_entries == 9  # one per batch after the first
+    log.update_config(LogConfig(segment_bytes=1 << 20, index_interval_bytes=0))
+    for _ in range(10):
+        log.append_batch(batch, 0)
+    assert log.active_segment is segment and segment.capacity_bytes > 4000
+    assert segment.offset_index.entries == 19
+    assert [segment.offset_index.entry(i)[0] for i in range(19)] == list(range(1, 20))
+    log.close()
