@@ -16,6 +16,7 @@ record and answer:
   describeGroups and listGroups see the running group; a restarted member resumes
   from the committed offsets; fromBeginning against latest;
 - offsets admin: fetchOffsets (unknown group, all topics, resolveOffsets),
+  fetchTopicOffsets, fetchTopicOffsetsByTimestamp,
   setOffsets, resetOffsets to earliest and latest, and consumers starting where they
   say; describeGroups of an unknown group; deleteGroups;
 - timestamps outside a topic's message.timestamp.before/after.max.ms are refused;
@@ -566,6 +567,32 @@ def test_offsets_admin(kafkajs_broker: BrokerProcess) -> None:
         sendsAfterFirstFetch=[{"topic": topic, "messages": [message(r) for r in new]}],
     )
     assert by_partition(received(out["received"])) == expected_layout(new, {0: 10, 1: 10})
+
+
+def test_offsets_by_timestamp(kafkajs_broker: BrokerProcess) -> None:
+    """fetchTopicOffsetsByTimestamp (ListOffsets v3): the first offset of the first
+    batch whose largest timestamp reaches the target, record by record inside it, even
+    when timestamps go back in time; past the newest, KafkaJS falls back to the log end."""
+    topic = "kjs-by-time"
+    create_topic(kafkajs_broker, topic, 1)
+
+    def send(*timestamps: int) -> dict[str, Any]:
+        messages = [
+            {"partition": 0, "key": None, "value": b64(b"t"), "timestamp": t} for t in timestamps
+        ]
+        return {"topic": topic, "messages": messages}
+
+    run(kafkajs_broker, "produce", sends=[send(1000), send(5000), send(2000, 3000)])
+    answers = admin(
+        kafkajs_broker,
+        *[
+            ("fetchTopicOffsetsByTimestamp", [topic, t])
+            for t in (900, 1000, 1001, 2500, 5000, 5001)
+        ],
+    )
+    assert [a["result"] for a in answers] == [
+        [{"partition": 0, "offset": offset}] for offset in ("0", "0", "1", "1", "1", "4")
+    ]
 
 
 def test_describe_list_and_delete_groups(kafkajs_broker: BrokerProcess) -> None:
