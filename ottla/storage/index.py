@@ -11,11 +11,14 @@
 
 An index is written only by its segment's owner. While its segment is active, its
 entries live in memory (a bytearray mirror, searched directly) and are written to the
-file with `pwrite` as they are added: a store into a sparse mapped page on a full
+file with `pwrite` in batches (`write_pending`: before an append once enough are
+pending, and on flush, roll and close): a store into a sparse mapped page on a full
 disk is a SIGBUS that kills the process, a `pwrite` is an OSError the broker answers
-with KAFKA_STORAGE_ERROR. `segment.index.bytes` caps the entries (a full index rolls
-the segment). Sealed indexes are mapped read-only on demand; index maps are never
-handed out as views, so they can always be closed.
+with KAFKA_STORAGE_ERROR. The active segment's index files may therefore lack the
+newest entries after a crash; recovery rebuilds them from the log.
+`segment.index.bytes` caps the entries (a full index rolls the segment). Sealed
+indexes are mapped read-only on demand; index maps are never handed out as views, so
+they can always be closed.
 """
 
 from __future__ import annotations

@@ -469,7 +469,8 @@ class LogSegment:
     ) -> None:
         """Account for a batch now written at `position` (indexes, timestamps, size).
 
-        `Log.append`'s fast path does the same inline (see `Log._arm`): keep them equal.
+        `Log.append_batch`'s fast path does the same inline (see `Log._arm`): keep them
+        equal (tests/storage/test_fast_path.py compares the two).
         """
         if position - self.index_mark > self.config.index_interval_bytes:
             self.add_index_entries(position, last_offset)
