@@ -15,7 +15,19 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/ottla serve $(ARGS)
 
-test: $(STAMP)
+# KafkaJS for tests/integration/test_client_kafkajs.py, from its package-lock.json.
+# Without npm the step says so and the KafkaJS tests fail with the same advice.
+KAFKAJS := tests/integration/kafkajs
+KAFKAJS_STAMP := $(KAFKAJS)/node_modules/.installed
+
+$(KAFKAJS_STAMP): $(KAFKAJS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(KAFKAJS) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: the KafkaJS tests will fail (apt-get install nodejs npm)"; \
+	fi
+
+test: $(STAMP) $(KAFKAJS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -292,7 +292,7 @@ def test_a_topic_deleted_while_a_node_was_down_is_set_aside_when_it_returns(
 
     def set_aside() -> bool:
         strays = [p for p in nodes[3].data_dir.glob("gone-0.*-stray") if p.is_dir()]
-        return not stale.exists() and len(strays) == 1
+        # The log line follows the rename: wait for both.
+        return not stale.exists() and len(strays) == 1 and "partition_dir_stray" in nodes[3].log()
 
     _until(set_aside, 30)
-    assert "partition_dir_stray" in nodes[3].log()
