@@ -86,6 +86,7 @@ class Partition:
         self.log = log_
         self.config = config
         self.topic_configs = topic_configs
+        self._timestamp_bounds_cache: tuple[dict[str, str], tuple[int, int] | None] | None = None
         self.leader_epoch = leader_epoch
         self.producers = ProducerStateManager()
         self._waiters: list[asyncio.Future[None]] = []
@@ -388,17 +389,36 @@ class Partition:
             return AppendOutcome(
                 ErrorCode.invalid_timestamp, "Clients may not send LogAppendTime batches"
             )
-        bounded = _BEFORE_MAX in self.topic_configs or _AFTER_MAX in self.topic_configs
-        if bounded and not self.log_append_time:
-            return self._check_timestamps(batch, now_ms)
+        bounds = self._timestamp_bounds()
+        if bounds is not None and not self.log_append_time:
+            return self._check_timestamps(batch, now_ms, *bounds)
         return None
 
-    def _check_timestamps(self, batch: RecordBatchView, now_ms: int) -> AppendOutcome | None:
+    def _timestamp_bounds(self) -> tuple[int, int] | None:
+        """(before, after) from `message.timestamp.before.max.ms`/`after.max.ms`, or None
+        when neither bounds anything (both Long.MAX, Kafka's defaults, which the topic's
+        effective configs list): then no batch pays for decoding its records. Parsed
+        once per configs object."""
+        configs = self.topic_configs
+        cached = self._timestamp_bounds_cache
+        if cached is not None and cached[0] is configs:
+            return cached[1]
+        try:
+            before = int(configs.get(_BEFORE_MAX, _LONG_MAX))
+            after = int(configs.get(_AFTER_MAX, _LONG_MAX))
+        except ValueError:
+            before = after = _LONG_MAX
+        bounds = None if before >= _LONG_MAX and after >= _LONG_MAX else (before, after)
+        self._timestamp_bounds_cache = (configs, bounds)
+        return bounds
+
+    def _check_timestamps(
+        self, batch: RecordBatchView, now_ms: int, before: int, after: int
+    ) -> AppendOutcome | None:
         """`message.timestamp.before.max.ms`/`after.max.ms` on CreateTime topics: every
-        record's timestamp within [now - before, now + after], as Kafka's LogValidator.
-        Only topics that set a bound pay for decoding the records."""
-        low = now_ms - int(self.topic_configs.get(_BEFORE_MAX, _LONG_MAX))
-        high = now_ms + int(self.topic_configs.get(_AFTER_MAX, _LONG_MAX))
+        record's timestamp within [now - before, now + after], as Kafka's LogValidator."""
+        low = now_ms - before
+        high = now_ms + after
         try:
             records = decode_records(batch)
         except ProtocolError as error:
