@@ -203,6 +203,20 @@ _DEFS: list[ConfigDef] = [
     ),
     ConfigDef("log.flush.interval.ms", "long", None, "Time before a flush."),
     ConfigDef(
+        "log.message.timestamp.after.max.ms",
+        "long",
+        "9223372036854775807",
+        "Latest record CreateTime accepted, ms after the broker's clock.",
+        _at_least(0),
+    ),
+    ConfigDef(
+        "log.message.timestamp.before.max.ms",
+        "long",
+        "9223372036854775807",
+        "Earliest record CreateTime accepted, ms before the broker's clock.",
+        _at_least(0),
+    ),
+    ConfigDef(
         "log.message.timestamp.type",
         "string",
         "CreateTime",
@@ -387,10 +401,18 @@ _TOPIC_DEFS = [
     ),
     TopicConfigDef("max.message.bytes", "int", "message.max.bytes", None, _at_least(0)),
     TopicConfigDef(
-        "message.timestamp.after.max.ms", "long", None, "9223372036854775807", _at_least(0)
+        "message.timestamp.after.max.ms",
+        "long",
+        "log.message.timestamp.after.max.ms",
+        None,
+        _at_least(0),
     ),
     TopicConfigDef(
-        "message.timestamp.before.max.ms", "long", None, "9223372036854775807", _at_least(0)
+        "message.timestamp.before.max.ms",
+        "long",
+        "log.message.timestamp.before.max.ms",
+        None,
+        _at_least(0),
     ),
     TopicConfigDef(
         "message.timestamp.type",

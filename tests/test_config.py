@@ -105,6 +105,13 @@ def test_topic_defaults_follow_broker_properties() -> None:
     assert config.topic_default("retention.ms") == "3600000"
     assert config.topic_default("cleanup.policy") == "delete"
     assert config.topic_default("max.message.bytes") == "1048588"
+    assert config.topic_default("message.timestamp.before.max.ms") == str(2**63 - 1)
+
+
+def test_timestamp_bounds_default_from_the_broker() -> None:
+    config = load_config(overrides=["log.message.timestamp.before.max.ms=3600000"], environ={})
+    assert config.topic_default("message.timestamp.before.max.ms") == "3600000"
+    assert config.topic_default("message.timestamp.after.max.ms") == str(2**63 - 1)
 
 
 def test_docs_configuration_md_is_generated_from_the_definitions() -> None:
