@@ -263,15 +263,15 @@ class ControllerShell:
 
     def heartbeat_connection(self, connection: Connection, broker_id: int) -> None:
         """A BrokerHeartbeat from `broker_id` arrived (in an Envelope) on `connection`."""
-        connection.state["heartbeat_broker_id"] = broker_id
         self._heartbeat_connections[broker_id] = connection
 
     def connection_closed(self, connection: Connection) -> None:
         """A client connection closed: if it carried a broker's latest heartbeat, that
         broker is presumed dead until it heartbeats again."""
-        broker_id = connection.state.get("heartbeat_broker_id")
-        if broker_id is None or self._heartbeat_connections.get(broker_id) is not connection:
+        carried = [b for b, c in self._heartbeat_connections.items() if c is connection]
+        if not carried:
             return
+        broker_id = carried[0]
         del self._heartbeat_connections[broker_id]
         if not self.is_active:
             return

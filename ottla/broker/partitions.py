@@ -85,8 +85,7 @@ class Partition:
         self.topic_id = topic_id
         self.log = log_
         self.config = config
-        self.topic_configs = topic_configs
-        self._timestamp_bounds_cache: tuple[dict[str, str], tuple[int, int] | None] | None = None
+        self.topic_configs = topic_configs  # sets timestamp_bounds too
         self.leader_epoch = leader_epoch
         self.producers = ProducerStateManager()
         self._waiters: list[asyncio.Future[None]] = []
@@ -389,28 +388,29 @@ class Partition:
             return AppendOutcome(
                 ErrorCode.invalid_timestamp, "Clients may not send LogAppendTime batches"
             )
-        bounds = self._timestamp_bounds()
+        bounds = self.timestamp_bounds
         if bounds is not None and not self.log_append_time:
             return self._check_timestamps(batch, now_ms, *bounds)
         return None
 
-    def _timestamp_bounds(self) -> tuple[int, int] | None:
-        """(before, after) from `message.timestamp.before.max.ms`/`after.max.ms`, or None
-        when neither bounds anything (both Long.MAX, Kafka's defaults, which the topic's
-        effective configs list): then no batch pays for decoding its records. Parsed
-        once per configs object."""
-        configs = self.topic_configs
-        cached = self._timestamp_bounds_cache
-        if cached is not None and cached[0] is configs:
-            return cached[1]
+    @property
+    def topic_configs(self) -> dict[str, str]:
+        """The topic's effective configs (broker defaults overlaid with its own)."""
+        return self._topic_configs
+
+    @topic_configs.setter
+    def topic_configs(self, configs: dict[str, str]) -> None:
+        self._topic_configs = configs
+        # (before, after) from `message.timestamp.before.max.ms`/`after.max.ms`, or None
+        # when neither bounds anything (both Long.MAX, Kafka's defaults, which the
+        # effective configs list): then no batch pays for decoding its records.
         try:
             before = int(configs.get(_BEFORE_MAX, _LONG_MAX))
             after = int(configs.get(_AFTER_MAX, _LONG_MAX))
         except ValueError:
             before = after = _LONG_MAX
-        bounds = None if before >= _LONG_MAX and after >= _LONG_MAX else (before, after)
-        self._timestamp_bounds_cache = (configs, bounds)
-        return bounds
+        unbounded = before >= _LONG_MAX and after >= _LONG_MAX
+        self.timestamp_bounds: tuple[int, int] | None = None if unbounded else (before, after)
 
     def _check_timestamps(
         self, batch: RecordBatchView, now_ms: int, before: int, after: int
