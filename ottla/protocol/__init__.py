@@ -15,7 +15,6 @@ from ottla.protocol.apis import (
     make_spec,
 )
 from ottla.protocol.codec import (
-    ChunkWriter,
     DecodedRequest,
     UnsupportedRequest,
     decode_request,
@@ -67,7 +66,6 @@ __all__ = [
     "SUPPORTED_APIS",
     "ApiRegistry",
     "ApiSpec",
-    "ChunkWriter",
     "Compression",
     "ControlRecordType",
     "DecodedRequest",

@@ -2,12 +2,13 @@
 
 `decode_request(frame)` reads the header, finds the API in the registry and decodes
 the body with kio's native reader; `encode_response(...)` writes the response body
-with kio's writer and frames it. Both are sans-IO.
+with ottla's generated writers (`writer.py`, kio's bytes at a fraction of the cost)
+and frames it. Both are sans-IO.
 
-Zero copy on the way out: `ChunkWriter` collects kio's small writes into one
-`bytearray` but keeps large buffers (record data, typically memoryviews of log
-segments) as references, so a Fetch response is a list of chunks for
-`transport.writelines` and record data is never copied in Python.
+Zero copy on the way out: the writer puts small fields into one `bytearray` but
+keeps large buffers (record data, typically memoryviews of log segments) as
+references, so a Fetch response is a list of chunks for `transport.writelines` and
+record data is never copied in Python.
 
 Every malformed input raises `ProtocolError`: kio's decode errors, bad varints,
 invalid UTF-8 and trailing garbage alike.
@@ -15,16 +16,16 @@ invalid UTF-8 and trailing garbage alike.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.index import api_key_map
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_reader
 from kio.serial.errors import SerialError
 
 from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec, make_spec
 from ottla.protocol.errors import ErrorCode, ProtocolError
-from ottla.protocol.framing import frame_size_prefix
 from ottla.protocol.header import (
     API_VERSIONS_KEY,
     RequestHeader,
@@ -36,9 +37,9 @@ from ottla.protocol.header import (
     response_header_version,
 )
 from ottla.protocol.lengths import check_lengths
+from ottla.protocol.writer import Refs, chunks, compiled_writer
 
 __all__ = [
-    "ChunkWriter",
     "DecodedRequest",
     "UnsupportedRequest",
     "decode_request",
@@ -47,8 +48,7 @@ __all__ = [
     "encode_response",
 ]
 
-# Writes at least this large are kept by reference instead of copied.
-_REFERENCE_BYTES_MIN = 8192
+_SIZE = struct.Struct(">i")
 # kio raises KeyError for a tagged field its schema does not know. Kafka would skip
 # it (KIP-482); ottla answers INVALID_REQUEST until kio can skip unknown tags.
 _DECODE_ERRORS = (
@@ -142,36 +142,6 @@ def _request_type(spec: ApiSpec, version: int) -> type[Any]:
     return request_type
 
 
-class ChunkWriter:
-    """A write()-able sink that keeps large buffers by reference (see module doc)."""
-
-    __slots__ = ("_current", "chunks", "size")
-
-    def __init__(self) -> None:
-        self._current = bytearray()
-        self.chunks: list[bytes | bytearray | memoryview] = []
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        length = len(data) if not isinstance(data, memoryview) else data.nbytes
-        if length >= _REFERENCE_BYTES_MIN:
-            if self._current:
-                self.chunks.append(self._current)
-                self._current = bytearray()
-            self.chunks.append(data)
-        else:
-            self._current += data
-        self.size += length
-        return length
-
-    def finish(self) -> list[bytes | bytearray | memoryview]:
-        """All chunks, in order; the writer must not be used afterwards."""
-        if self._current:
-            self.chunks.append(self._current)
-            self._current = bytearray()
-        return self.chunks
-
-
 def encode_response(header: RequestHeader, body: Any) -> list[bytes | bytearray | memoryview]:
     """Frame a kio response body for `header`'s request: size, header, body chunks.
 
@@ -179,13 +149,21 @@ def encode_response(header: RequestHeader, body: Any) -> list[bytes | bytearray 
     whose response header is always v0.
     """
     response_type = type(body)
-    writer = ChunkWriter()
     header_version = response_header_version(header.api_key, bool(response_type.__flexible__))
-    writer.write(encode_response_header(header.correlation_id, header_version))
-    entity_writer(response_type)(writer, body)  # type: ignore[arg-type]
-    chunks = writer.finish()
-    chunks.insert(0, frame_size_prefix(writer.size))
-    return chunks
+    buf = bytearray(4)  # the size prefix, filled in below
+    buf += encode_response_header(header.correlation_id, header_version)
+    return _framed(buf, response_type, body)
+
+
+def _framed(buf: bytearray, cls: type[Any], body: Any) -> list[bytes | bytearray | memoryview]:
+    """`buf` (4 bytes for the size, then a header) followed by `body`, as chunks."""
+    refs: Refs = []
+    compiled_writer(cls)(buf, refs, body)
+    size = len(buf) - 4
+    for _, value in refs:
+        size += len(value)
+    _SIZE.pack_into(buf, 0, size)
+    return chunks(buf, refs)
 
 
 # -- the client side: requests out, responses in ------------------------------------------
@@ -199,12 +177,9 @@ def encode_request(
     The client side of the protocol: ottla's own tools and, between brokers, the
     replica fetcher and the Raft driver send requests with it.
     """
-    writer = ChunkWriter()
-    writer.write(encode_request_header(body, correlation_id, client_id))
-    entity_writer(type(body))(writer, body)  # type: ignore[arg-type]
-    chunks = writer.finish()
-    chunks.insert(0, frame_size_prefix(writer.size))
-    return chunks
+    buf = bytearray(4)  # the size prefix, filled in by _framed
+    buf += encode_request_header(body, correlation_id, client_id)
+    return _framed(buf, type(body), body)
 
 
 def decode_response(frame: bytes | bytearray | memoryview, request_body: Any) -> tuple[int, Any]:

@@ -99,7 +99,7 @@ def test_encode_response_keeps_large_buffers_by_reference() -> None:
     for view in views:
         assert any(chunk is view for chunk in chunks), "record data was copied"
     total = sum(len(chunk) for chunk in chunks)
-    assert struct.unpack(">i", chunks[0])[0] == total - 4
+    assert struct.unpack_from(">i", chunks[0])[0] == total - 4
     wire = b"".join(bytes(chunk) for chunk in chunks)
     read, _ = entity_reader(type(body))(wire, 9)
     assert [bytes(p.records) for p in read.responses[0].partitions] == [bytes(v) for v in views]
