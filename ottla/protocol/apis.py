@@ -44,13 +44,11 @@ class ApiSpec:
     max_version: int
     # Lowest version ottla can decode; above `min_version` only for Produce.
     decodable_min: int
-    _modules: dict[tuple[int, EntityType], ModuleType] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    # Keyed by `_key(version, entity_type)`, an int: hashing an Enum runs Python code,
+    # and these are asked several times per request.
+    _modules: dict[int, ModuleType] = field(default_factory=dict, repr=False, compare=False)
     _readers: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
-    _types: dict[tuple[int, EntityType], type[Any]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    _types: dict[int, type[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def serves(self, version: int) -> bool:
         """True when a request at `version` is decoded and handled."""
@@ -61,7 +59,7 @@ class ApiSpec:
         return self.min_version <= version <= self.max_version
 
     def _module(self, version: int, entity_type: EntityType) -> ModuleType:
-        key = (version, entity_type)
+        key = _key(version, entity_type)
         module = self._modules.get(key)
         if module is None:
             module = load_entity_module(self.name, version, entity_type)  # type: ignore[arg-type]
@@ -69,7 +67,7 @@ class ApiSpec:
         return module
 
     def _payload_type(self, version: int, entity_type: EntityType) -> type[Any]:
-        key = (version, entity_type)
+        key = _key(version, entity_type)
         cls = self._types.get(key)
         if cls is None:
             cls = _payload_class(self._module(version, entity_type), entity_type)
@@ -110,6 +108,10 @@ class ApiSpec:
             return bool(self.request_type(version).__flexible__)
         # A version ottla does not decode: guess as Kafka's clients would encode it.
         return version > self.max_version and bool(self.request_type(self.max_version).__flexible__)
+
+
+def _key(version: int, entity_type: EntityType) -> int:
+    return version * 2 + (entity_type is EntityType.response)
 
 
 def _payload_class(module: ModuleType, entity_type: EntityType) -> type[Any]:

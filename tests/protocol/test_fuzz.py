@@ -40,6 +40,7 @@ from ottla.protocol import (
     frame_size_prefix,
     iter_batches,
 )
+from ottla.protocol.lengths import check_lengths
 from ottla.protocol.records import BATCH_HEADER_BYTES
 
 from .strategies import entities
@@ -59,10 +60,12 @@ DECOMPRESSION_FACTOR = 1100
 
 @pytest.fixture(autouse=True, scope="module")
 def _tracing() -> Iterator[None]:
-    # Load kio's modules and readers first: their one-time import is not the input's doing.
+    # Load kio's modules and readers, and generate the length walks, first: their
+    # one-time cost is not the input's doing.
     for spec in SUPPORTED_APIS.values():
         for version in range(spec.decodable_min, spec.max_version + 1):
             spec.request_reader(version)
+            check_lengths(spec.request_type(version), b"", 0)
     tracemalloc.start()
     yield
     tracemalloc.stop()
