@@ -958,6 +958,7 @@ class Log:
                 base_offset, batch_length, *_, last_delta = unpack(buffer, end)
                 end += batch_length + LOG_OVERHEAD_BYTES
                 next_offset = base_offset + last_delta + 1
+        segment.remember_position(next_offset, end)
         lease = segment.read_view(start, end)
         return LogReadResult(
             lease.view,

@@ -80,6 +80,36 @@ def test_read_starts_at_the_batch_holding_the_offset(tmp_path: Path) -> None:
     log.close()
 
 
+def test_a_reader_that_keeps_up_reads_the_right_batches_across_truncations(
+    tmp_path: Path,
+) -> None:
+    # A follower's pattern: read to the end, the leader appends, read from where the
+    # last read ended (the segment remembers that position) — and truncations in
+    # between, after which the old position may fall inside a batch of other sizes.
+    log = Log.open(tmp_path / "t-0", LogConfig(segment_bytes=1 << 20))
+    expected = _fill(log, 10, records=1)
+    offset = 0
+    for round_ in range(30):
+        with log.read(offset, 1 << 20) as result:
+            data = bytes(result.records)
+            offset = result.next_offset
+        assert data == b"".join(expected[RecordBatchView(data).base_offset :])
+        if round_ % 3 == 2:
+            # Truncate below where the reader is, refill with batches of other sizes.
+            keep = max(0, offset - 4)
+            log.truncate_to(keep)
+            expected = expected[:keep]
+            for index in range(6):
+                batch = make_batch(1, value_bytes=7 + 31 * index, timestamp_ms=5000 + index)
+                info = log.append(batch, now_ms=5000 + index)
+                expected.append(with_base_offset(batch, info.first_offset))
+            offset = max(0, offset - 2)  # inside what was rewritten
+        else:
+            expected += _fill(log, 1 + round_ % 2, records=1, start_ms=2000 + round_)
+    assert read_all(log) == expected
+    log.close()
+
+
 def test_read_stays_within_max_bytes_and_one_segment(tmp_path: Path) -> None:
     log = Log.open(tmp_path / "t-0", SMALL)
     _fill(log, 60)
