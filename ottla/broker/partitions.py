@@ -1,7 +1,7 @@
 """The replica manager: every partition this broker hosts, over `storage.Log`.
 
 A `Partition` owns its log, its idempotent-producer state, its leader epoch and
-high watermark, and the waiters of delayed fetches ("data arrived" futures).
+high watermark, and the waiters of delayed fetches ("data arrived" callbacks).
 Appends run synchronously on the event loop — validation is O(1) Python work per
 batch (one header unpack and a hardware CRC) and the copy into the mmap'd segment
 is one memcpy — so there is no await between checking producer state and appending
@@ -11,8 +11,10 @@ Replication (issue 7): a partition is a leader, a follower or neither (leader -1
 per the metadata image (`set_role`). A leader keeps a `cluster.replication.LeaderState`:
 its high watermark is the minimum log end offset over the ISR (with an ISR of one,
 e.g. a single node, it is the log end offset), moved by its own appends and by
-followers' fetches (`follower_fetched`); acks=all produces wait on `wait_acks_all`
-futures woken when the watermark passes their batch (no polling). A follower appends
+followers' fetches (`follower_fetched`); acks=all produces wait on `on_acks_all`
+callbacks, called when the watermark passes their batch (no polling). Waiters are
+called synchronously, from the append or fetch that woke them, so a produce response
+or a follower's fetch response leaves in the same event-loop turn as its cause. A follower appends
 the leader's batches as they are (`append_as_follower`: offsets and epochs kept,
 producer state replayed) and takes its high watermark from the leader's responses.
 """
@@ -88,7 +90,10 @@ class Partition:
         self.topic_configs = topic_configs  # sets timestamp_bounds too
         self.leader_epoch = leader_epoch
         self.producers = ProducerStateManager()
-        self._waiters: list[asyncio.Future[None]] = []
+        # Delayed fetches: consumers' wake when the high watermark moves, followers'
+        # when a batch is appended (a watermark move gives them nothing to read).
+        self._waiters: list[Callable[[], None]] = []
+        self._replica_waiters: list[Callable[[], None]] = []
         # Replication: None until the image names a role (a partition alone is a leader
         # whose high watermark is its log end offset).
         self.replication: LeaderState | None = None
@@ -96,7 +101,7 @@ class Partition:
         self.role: tuple[int, int] = (_NO_ROLE, -1)  # (leader, leader epoch) last applied
         self.isr: tuple[int, ...] = ()
         self._follower_high_watermark = 0
-        self._acks_waiters: list[tuple[int, asyncio.Future[ErrorCode]]] = []
+        self._acks_waiters: list[tuple[int, Callable[[ErrorCode], None]]] = []
         self._rebuild_producer_state()
 
     # -- state ---------------------------------------------------------------------------
@@ -174,9 +179,8 @@ class Partition:
         self.leader_epoch = leader_epoch
         self.isr = isr
         waiters, self._acks_waiters = self._acks_waiters, []
-        for _, future in waiters:
-            if not future.done():
-                future.set_result(ErrorCode.not_leader_or_follower)
+        for _, callback in waiters:
+            _call(callback, ErrorCode.not_leader_or_follower)
         self.wake_waiters()
 
     def follower_fetched(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
@@ -187,45 +191,60 @@ class Partition:
         ):
             self._high_watermark_moved()
 
-    def _leader_appended(self) -> None:
+    def _leader_appended(self) -> bool:
+        """Leader: its own append; True when that moved the high watermark (and woke
+        the waiters)."""
         state = self.replication
         if state is not None and state.leader_appended(self.log_end_offset):
             self._high_watermark_moved()
+            return True
+        return False
 
     def _high_watermark_moved(self) -> None:
         self._complete_acks()
-        self.wake_waiters()
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            _call_all(waiters)
 
     def _complete_acks(self) -> None:
         state = self.replication
         if state is None or not self._acks_waiters:
             return
         minimum = self.min_insync_replicas
-        pending: list[tuple[int, asyncio.Future[ErrorCode]]] = []
-        for last_offset, future in self._acks_waiters:
+        pending: list[tuple[int, Callable[[ErrorCode], None]]] = []
+        finished: list[tuple[Callable[[ErrorCode], None], ErrorCode]] = []
+        for last_offset, callback in self._acks_waiters:
             result = state.acks_all_result(last_offset, minimum)
-            if future.done():
-                continue
             if result is None:
-                pending.append((last_offset, future))
+                pending.append((last_offset, callback))
             else:
-                future.set_result(result)
+                finished.append((callback, result))
         self._acks_waiters = pending
+        for callback, result in finished:
+            _call(callback, result)
 
     def enough_replicas_for_acks_all(self) -> bool:
         state = self.replication
         return state is None or state.enough_replicas(self.min_insync_replicas)
 
-    def wait_acks_all(self, last_offset: int) -> asyncio.Future[ErrorCode] | None:
-        """None if `last_offset` is below the high watermark already (answer now), else a
-        future resolved with the partition's error code once it is (or leadership ends)."""
+    def on_acks_all(self, last_offset: int, callback: Callable[[ErrorCode], None]) -> bool:
+        """False if `last_offset` is below the high watermark already (answer now, see
+        `acks_all_result_now`), else True: `callback(error code)` is called once it is,
+        or when leadership ends (until `forget_acks_waiter(callback)`)."""
         state = self.replication
         if state is None:
-            return None
+            return False
         if state.acks_all_result(last_offset, self.min_insync_replicas) is not None:
-            return None
+            return False
+        self._acks_waiters.append((last_offset, callback))
+        return True
+
+    def wait_acks_all(self, last_offset: int) -> asyncio.Future[ErrorCode] | None:
+        """`on_acks_all` as a future (None: answer now); forget it with
+        `forget_acks_waiter(future)`."""
         future: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
-        self._acks_waiters.append((last_offset, future))
+        if not self.on_acks_all(last_offset, _resolver(future)):
+            return None
         return future
 
     def acks_all_result_now(self, last_offset: int) -> ErrorCode:
@@ -234,8 +253,15 @@ class Partition:
             return ErrorCode.none
         return state.acks_all_result(last_offset, self.min_insync_replicas) or ErrorCode.none
 
-    def forget_acks_waiter(self, future: asyncio.Future[ErrorCode]) -> None:
-        self._acks_waiters = [(o, f) for o, f in self._acks_waiters if f is not future]
+    def forget_acks_waiter(
+        self, waiter: asyncio.Future[ErrorCode] | Callable[[ErrorCode], None]
+    ) -> None:
+        """Stop waiting: `waiter` is a `wait_acks_all` future or an `on_acks_all` callback."""
+        self._acks_waiters = [
+            (o, c)
+            for o, c in self._acks_waiters
+            if c is not waiter and getattr(c, "future", None) is not waiter
+        ]
 
     def append_as_follower(
         self, records: memoryview | bytes, high_watermark: int, now_ms: int
@@ -349,8 +375,11 @@ class Partition:
             if first_offset < 0:
                 first_offset = base_offset
             last_offset = base_offset + stored.last_offset_delta
-        self.wake_waiters()
-        self._leader_appended()
+        if self._replica_waiters:
+            waiters, self._replica_waiters = self._replica_waiters, []
+            _call_all(waiters)
+        if not self._leader_appended() and self.replication is None:
+            self.wake_waiters()  # no replication state: the watermark is the log end
         return AppendOutcome(
             base_offset=first_offset,
             last_offset=last_offset,
@@ -468,21 +497,49 @@ class Partition:
                 best = (batch.base_offset, batch.max_timestamp)
         return best
 
-    def add_waiter(self, future: asyncio.Future[None]) -> None:
-        """Resolve `future` when the next batch is appended (a delayed fetch waits on it)."""
-        self._waiters.append(future)
+    def add_waiter(self, callback: Callable[[], None], replica: bool = False) -> None:
+        """Call `callback` once, when there may be more to read (a delayed fetch waits on
+        it): a follower's (`replica`) at the next append, a consumer's at the next
+        high-watermark move; any waiter when leadership changes or the partition goes."""
+        (self._replica_waiters if replica else self._waiters).append(callback)
 
     def wake_waiters(self) -> None:
-        if not self._waiters:
-            return
-        waiters, self._waiters = self._waiters, []
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
+        """Call (and forget) every waiter, at once: a delayed fetch answers from here."""
+        waiters = self._waiters + self._replica_waiters
+        self._waiters, self._replica_waiters = [], []
+        _call_all(waiters)
 
-    def remove_waiter(self, future: asyncio.Future[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(future)
+    def remove_waiter(self, callback: Callable[[], None]) -> None:
+        for waiters in (self._waiters, self._replica_waiters):
+            with contextlib.suppress(ValueError):
+                waiters.remove(callback)
+
+
+def _call_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        _call(callback)
+
+
+def _call(callback: Callable[..., None], *args: object) -> None:
+    """Call a waiter; its failure is logged, never raised into the append or fetch
+    that woke it."""
+    try:
+        callback(*args)
+    except Exception as error:
+        log.error("partition_waiter_failed", error=repr(error), exc_info=error)
+
+
+class _resolver:  # noqa: N801 - used like a function
+    """An acks=all callback that resolves a future (`wait_acks_all`)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[ErrorCode]) -> None:
+        self.future = future
+
+    def __call__(self, code: ErrorCode) -> None:
+        if not self.future.done():
+            self.future.set_result(code)
 
 
 def _sync_sealed_off_loop(log_: Log) -> Callable[[Path, int], None]:

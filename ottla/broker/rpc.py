@@ -114,16 +114,23 @@ class _Connection(asyncio.BufferedProtocol):
             raise ConnectionError("connection closed")
         correlation_id = self._next_correlation
         self._next_correlation = (self._next_correlation + 1) & 0x7FFFFFFF
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[correlation_id] = (request, future)
         self._transport.writelines(encode_request(request, correlation_id, "ottla-raft"))
+        # A timer on the future itself, not asyncio.wait_for: that adds a second future
+        # and a second event-loop turn between the response and the caller.
+        timer = loop.call_later(timeout_s, self._expire, future)
         try:
-            return await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            self.close(TimeoutError("request timed out"))
-            raise
+            return await future
         finally:
+            timer.cancel()
             self._pending.pop(correlation_id, None)
+
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            future.set_exception(TimeoutError("request timed out"))
+            self.close(TimeoutError("request timed out"))
 
     def _resolve(self, frame: bytes | bytearray) -> None:
         if len(frame) < 4:

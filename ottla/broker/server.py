@@ -41,13 +41,13 @@ from ottla.protocol import (
     frame_size_prefix,
 )
 
-__all__ = ["AfterSend", "Connection", "ConnectionLimits", "RequestHandler"]
+__all__ = ["AfterSend", "Connection", "ConnectionLimits", "Deferred", "RequestHandler"]
 
 log = structlog.get_logger("ottla.server")
 
 Chunks = list[bytes | bytearray | memoryview]
-# A handler returns the response body (kio entity), or an awaitable of it, or
-# None for requests that get no response (acks=0 produce).
+# A handler returns the response body (kio entity), a `Deferred` or an awaitable of
+# it, or None for requests that get no response (acks=0 produce).
 RequestHandler = Callable[["Connection", DecodedRequest], Any]
 UnsupportedHandler = Callable[[UnsupportedRequest], Chunks | None]
 
@@ -67,6 +67,70 @@ class AfterSend:
     def __init__(self, body: Any, callback: Callable[[], None]) -> None:
         self.body = body
         self.callback = callback
+
+
+class Deferred:
+    """A response finished later by a callback, not by a task: an acks=all produce
+    waiting for its high watermark, a fetch waiting for data.
+
+    The handler returns it unfinished; whoever finishes the work calls `complete(body)`
+    (or `fail(error)`), and the connection answers there and then, in the caller's
+    stack: no task to create, schedule and collect, no event-loop round trip between
+    the follower fetch that moves a high watermark and the produce response it
+    releases. If the connection closes first, `cancel()` runs the `on_cancel` hooks
+    (a timer, waiter registrations) once; `complete` and `fail` are then no-ops.
+    """
+
+    __slots__ = ("_callback", "_cancel_hooks", "_outcome", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._callback: Callable[[Any, BaseException | None], None] | None = None
+        self._outcome: tuple[Any, BaseException | None] | None = None
+        self._cancel_hooks: list[Callable[[], None]] = []
+
+    def complete(self, body: Any) -> None:
+        self._finish(body, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._finish(None, error)
+
+    def _finish(self, body: Any, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        # Dropped at once, here and in cancel: hooks and callbacks refer back to their
+        # owners, and a cycle left for the garbage collector costs a collection pass
+        # every few hundred requests.
+        self._cancel_hooks = []
+        callback, self._callback = self._callback, None
+        if callback is None:
+            self._outcome = (body, error)  # finished before the connection bound it
+        else:
+            callback(body, error)
+
+    def bind(self, callback: Callable[[Any, BaseException | None], None]) -> None:
+        """The connection's answer; called at once when the work already finished."""
+        if self._outcome is not None:
+            outcome, self._outcome = self._outcome, None
+            callback(*outcome)
+        elif not self.done:
+            self._callback = callback
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        self._cancel_hooks.append(hook)
+
+    def cancel(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._callback = None
+        hooks, self._cancel_hooks = self._cancel_hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception as error:  # one hook's bug must not skip the others
+                log.error("deferred_cancel_hook_failed", error=repr(error), exc_info=error)
 
 
 class ConnectionLimits:
@@ -114,6 +178,7 @@ class Connection(asyncio.BufferedProtocol):
         self._writing_paused = False
         self._closing = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._deferred: set[Deferred] = set()
         self.peer = "?"
         self.client_id: str | None = None
         # Per-connection state handlers may keep (client software name, fetch session).
@@ -131,6 +196,9 @@ class Connection(asyncio.BufferedProtocol):
         self._closing = True
         for task in list(self._tasks):
             task.cancel()
+        for deferred in list(self._deferred):
+            deferred.cancel()
+        self._deferred.clear()
         for slot in self._slots:
             if slot.after_send is not None:
                 slot.after_send()
@@ -203,6 +271,13 @@ class Connection(asyncio.BufferedProtocol):
         except Exception as error:
             self._handler_failed(request, error)
             return
+        if isinstance(result, Deferred):
+            deferred = result
+            self._deferred.add(deferred)
+            deferred.bind(
+                lambda body, error: self._finish_deferred(slot, request, deferred, body, error)
+            )
+            return
         if isinstance(result, Awaitable):
             future = asyncio.ensure_future(result)
             self._tasks.add(future)
@@ -230,6 +305,22 @@ class Connection(asyncio.BufferedProtocol):
             self._handler_failed(request, error)
             return
         self._respond(slot, request, future.result())
+
+    def _finish_deferred(
+        self,
+        slot: _Slot,
+        request: DecodedRequest,
+        deferred: Deferred,
+        body: Any,
+        error: BaseException | None,
+    ) -> None:
+        self._deferred.discard(deferred)
+        if self._closing:
+            return
+        if error is not None:
+            self._handler_failed(request, error)
+            return
+        self._respond(slot, request, body)
 
     def _respond(self, slot: _Slot, request: DecodedRequest, body: Any) -> None:
         if isinstance(body, AfterSend):

@@ -4,12 +4,15 @@ Proves, over real loopback sockets with a stub handler: responses leave in reque
 order even when an earlier request completes later; a connection whose requests
 exceed the in-flight byte limit stops being read until they drain; an oversized
 frame or garbage closes only that connection while another is still served; an
-unknown api key gets UNSUPPORTED_VERSION.
+unknown api key gets UNSUPPORTED_VERSION; a `Deferred` answer (acks=all, a waiting
+fetch) keeps that order, finishes once, runs its cancel hooks once and leaves no
+reference cycle behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
-from ottla.broker.server import Connection, ConnectionLimits, unsupported_error_body
+from ottla.broker.server import Connection, ConnectionLimits, Deferred, unsupported_error_body
 from ottla.protocol import DecodedRequest, build_api_versions_response
 from tests.integration.rawclient import encode_request
 
@@ -136,3 +139,69 @@ async def test_unknown_api_key_gets_unsupported_version() -> None:
     assert struct.unpack(">ih", frame) == (77, 35)
     writer.close()
     server.close()
+
+
+async def test_deferred_responses_keep_request_order_and_leave_no_cycles() -> None:
+    # Request 1 is answered through a Deferred completed later (as acks=all and a
+    # waiting fetch are), 2 at once: 2 waits for 1. Nothing the deferred path made is
+    # left for the cycle collector.
+    pending: list[Deferred] = []
+
+    def handler(connection: Connection, request: DecodedRequest) -> Any:
+        if request.header.correlation_id == 1:
+            deferred = Deferred()
+            pending.append(deferred)
+            return deferred
+        return build_api_versions_response(0)
+
+    server, port, _ = await _serve(handler, ConnectionLimits(1 << 20, 1 << 20))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    gc.collect()
+    gc.disable()
+    try:
+        writer.write(_api_versions(1) + _api_versions(2))
+        await writer.drain()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_read_frame(reader), 0.2)  # nothing before request 1
+        pending.pop().complete(build_api_versions_response(0))
+        ids = [struct.unpack_from(">i", await _read_frame(reader))[0] for _ in range(2)]
+        assert ids == [1, 2]
+        collected = gc.collect()
+    finally:
+        gc.enable()
+    writer.close()
+    server.close()
+    assert collected == 0, f"{collected} objects were only freed by the cycle collector"
+
+
+def test_deferred_finishes_once_and_cancel_runs_its_hooks_once() -> None:
+    answers: list[tuple[Any, BaseException | None]] = []
+    early = Deferred()
+    early.complete("body")  # before the connection binds it
+    early.bind(lambda body, error: answers.append((body, error)))
+    early.complete("again")
+    early.cancel()
+    assert answers == [("body", None)]
+
+    hooks: list[str] = []
+    waiting = Deferred()
+    waiting.bind(lambda body, error: answers.append((body, error)))
+    waiting.on_cancel(lambda: hooks.append("timer"))
+
+    def failing_hook() -> None:
+        raise RuntimeError("a failing hook must not skip the others")
+
+    waiting.on_cancel(failing_hook)
+    waiting.on_cancel(lambda: hooks.append("waiters"))
+    waiting.cancel()
+    waiting.cancel()
+    waiting.complete("late")
+    waiting.fail(RuntimeError("late"))
+    assert hooks == ["timer", "waiters"]
+    assert answers == [("body", None)]
+
+    failed = Deferred()
+    failed.bind(lambda body, error: answers.append((body, error)))
+    error = RuntimeError("handler bug")
+    failed.fail(error)
+    assert answers[-1] == (None, error)

@@ -19,8 +19,9 @@ Following Kafka (KIP-74): the first partition with data returns at least one who
 batch even if it exceeds the byte limits; later ones respect the remaining budget.
 
 Long poll: when fewer than min_bytes are ready, the request waits on the
-partitions' "data arrived" futures or max_wait, whichever first, then reads again;
-a waiting fetch is answered as soon as data arrives (no polling). At most
+partitions' "data arrived" callbacks or max_wait, whichever first, then reads again;
+a waiting fetch is answered as soon as data arrives (no polling, no task: see
+`_DelayedFetch`). At most
 `DELAYED_FETCHES_MAX` fetches wait at once; beyond that they are answered at once.
 """
 
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ottla.broker.fetch_sessions import FetchSession, SessionPartition, next_epoch
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
-from ottla.broker.server import AfterSend
+from ottla.broker.server import AfterSend, Deferred
 from ottla.protocol import DecodedRequest, ErrorCode
 
 if TYPE_CHECKING:
@@ -125,19 +126,9 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     has_error = any(r.error_code is not ErrorCode.none for r in reads) or bool(unknown)
     if ready >= min_bytes or max_wait_ms == 0 or has_error or _delayed >= DELAYED_FETCHES_MAX:
         return _respond(request, session, reads, unknown, incremental)
-    return _long_poll(
-        broker,
-        request,
-        session,
-        fetch_set,
-        unknown,
-        incremental,
-        reads,
-        max_bytes,
-        min_bytes,
-        max_wait_ms,
-        replica,
-    )
+    _release(reads)
+    args = (request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica)
+    return _DelayedFetch(broker, args, max_wait_ms).deferred
 
 
 def _replica_id(body: Any) -> int:
@@ -147,49 +138,98 @@ def _replica_id(body: Any) -> int:
     return int(getattr(body, "replica_id", -1))
 
 
-async def _long_poll(
-    broker: Broker,
-    request: DecodedRequest,
-    session: FetchSession | None,
-    fetch_set: dict[tuple[str, int], SessionPartition],
-    unknown: list[tuple[Any, int, ErrorCode]],
-    incremental: bool,
-    reads: list[_Read],
-    max_bytes: int,
-    min_bytes: int,
-    max_wait_ms: int,
-    replica: int | None,
-) -> Any:
-    """Wait for data on any fetched partition (or max_wait), then read again."""
-    global _delayed  # noqa: PLW0603 - one counter for the whole process
-    _delayed += 1
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_wait_ms / 1000
-    try:
-        while True:
+class _DelayedFetch:
+    """A fetch waiting for `min_bytes` (Kafka's DelayedFetch), driven by callbacks: a
+    fetched partition's append or high-watermark move calls `_wake`, which reads
+    again and answers when enough is ready (or at max_wait, or when the broker
+    stops). No task and no future: the answer leaves from inside the append that
+    brought the data, so a follower gets an acks=all produce's batch in the same
+    event-loop turn as the produce."""
+
+    __slots__ = ("active", "args", "broker", "deferred", "expired", "parked", "timer")
+
+    def __init__(
+        self,
+        broker: Broker,
+        args: tuple[Any, ...],
+        max_wait_ms: int,
+    ) -> None:
+        global _delayed  # noqa: PLW0603 - one counter for the whole process
+        _delayed += 1
+        self.active = True
+        self.broker = broker
+        # (request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica)
+        self.args = args
+        self.deferred = Deferred()
+        self.deferred.on_cancel(self._cancelled)
+        self.parked: list[Any] = []
+        self.expired = False
+        loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = loop.call_later(max_wait_ms / 1000, self._expire)
+        self._park()
+
+    def _park(self) -> None:
+        fetch_set = self.args[2]
+        broker = self.broker
+        self.parked = [p for p in (broker.partition(t, i) for t, i in fetch_set) if p is not None]
+        replica = self.args[7] is not None
+        for partition in self.parked:
+            partition.add_waiter(self._wake, replica)
+
+    def _unpark(self) -> None:
+        for partition in self.parked:
+            partition.remove_waiter(self._wake)  # bound methods compare equal
+        self.parked = []
+
+    def _expire(self) -> None:
+        """max_wait passed: answer with what there is. (A timer may fire a little
+        early by the loop's clock; it is the deadline all the same.)"""
+        self.timer = None
+        self.expired = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Data arrived on a fetched partition (or max_wait passed): read again."""
+        if self.deferred.done:
+            return
+        try:
+            self._read_again()
+        except Exception as error:  # answered as a handler failure, never left hanging
+            self._unpark()
+            self._stop_waiting()
+            self.deferred.fail(error)
+
+    def _read_again(self) -> None:
+        self._unpark()
+        request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica = self.args
+        broker = self.broker
+        reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
+        if sum(r.size for r in reads) < min_bytes and not self.expired and not broker.stopping:
             _release(reads)
-            arrived: asyncio.Future[None] = loop.create_future()
-            partitions = [
-                p for p in (broker.partition(t, i) for t, i in fetch_set) if p is not None
-            ]
-            for partition in partitions:
-                partition.add_waiter(arrived)
-            try:
-                await asyncio.wait_for(arrived, deadline - loop.time())
-            except TimeoutError:
-                pass
-            finally:
-                for partition in partitions:
-                    partition.remove_waiter(arrived)
-            reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
-            if (
-                sum(r.size for r in reads) >= min_bytes
-                or loop.time() >= deadline
-                or broker.stopping
-            ):
-                return _respond(request, session, reads, unknown, incremental)
-    finally:
+            self._park()
+            return
+        self._stop_waiting()
+        try:
+            body = _respond(request, session, reads, unknown, incremental)
+        except Exception:
+            _release(reads)
+            raise
+        self.deferred.complete(body)
+
+    def _stop_waiting(self) -> None:
+        global _delayed  # noqa: PLW0603
+        if not self.active:
+            return
+        self.active = False
         _delayed -= 1
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _cancelled(self) -> None:
+        """The connection closed while the fetch waited."""
+        self._unpark()
+        self._stop_waiting()
 
 
 def _topic_name(broker: Broker, topic: Any, by_id: bool) -> str | None:

@@ -7,8 +7,8 @@ The records of each partition stay bytes: `Partition.append_records` validates
 each batch header and CRC and appends it, O(1) Python work per batch. acks=0 gets
 no response; acks=1 is answered after the local append. acks=-1 (issue 7): refused
 with NOT_ENOUGH_REPLICAS when the ISR is smaller than `min.insync.replicas`; after the
-append it waits (a future per partition, woken when the high watermark moves, no
-polling) until the high watermark passes the batch's last offset — then answered
+append it waits (a callback per partition, called when the high watermark moves, no
+polling, no task) until the high watermark passes the batch's last offset — then answered
 (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum meanwhile) — or
 until the request's timeout (REQUEST_TIMED_OUT) or the loss of leadership
 (NOT_LEADER_OR_FOLLOWER). One replica: the high watermark is the log end offset.
@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers.build import (
@@ -35,6 +37,7 @@ from ottla.broker.handlers.build import (
 )
 from ottla.broker.handlers.metadata import broker_endpoints
 from ottla.broker.partitions import AppendOutcome, Partition
+from ottla.broker.server import Deferred
 from ottla.cluster import INTERNAL_TOPICS, validate_topic_name
 from ottla.protocol import DecodedRequest, ErrorCode
 
@@ -82,7 +85,7 @@ def handle_produce(
         return auto_create_on_demand(handle_produce, broker, connection, request, creatable)
     topics: list[tuple[Any, list[Any]]] = []
     leaders_named: set[int] = set()
-    waiting: list[tuple[list[Any], int, Partition, asyncio.Future[ErrorCode]]] = []
+    acks_all: _AcksAll | None = None
     for topic_data in body.topic_data:
         if by_id:
             topic = broker.image.topics_by_id.get(topic_data.topic_id)
@@ -121,11 +124,11 @@ def handle_produce(
                 else:
                     outcome = partition.append_records(partition_data.records, now)
                     if acks == -1 and outcome.error_code is ErrorCode.none:
-                        future = partition.wait_acks_all(outcome.last_offset)
-                        if future is not None:
-                            waiting.append((partitions, len(partitions), partition, future))
-                        else:
-                            code = partition.acks_all_result_now(outcome.last_offset)
+                        if acks_all is None:
+                            acks_all = _AcksAll(broker, request, topics, leaders_named)
+                        last = outcome.last_offset
+                        if not acks_all.wait(partition, partitions, len(partitions), last):
+                            code = partition.acks_all_result_now(last)
                             if code is not ErrorCode.none:
                                 outcome = AppendOutcome(code, None, outcome.base_offset)
             current_leader = None
@@ -153,35 +156,91 @@ def handle_produce(
         topics.append((topic_data, partitions))
     if acks == 0:
         return None
-    if waiting:
-        timeout_s = max(int(body.timeout.total_seconds() * 1000), 0) / 1000
-        return _wait_acks_all(broker, request, topics, leaders_named, waiting, timeout_s)
+    if acks_all is not None and acks_all.waiting:
+        return acks_all.start(max(int(body.timeout.total_seconds() * 1000), 0) / 1000)
     return _response(broker, request, topics, leaders_named)
 
 
-async def _wait_acks_all(
-    broker: Broker,
-    request: DecodedRequest,
-    topics: list[tuple[Any, list[Any]]],
-    leaders_named: set[int],
-    waiting: list[tuple[list[Any], int, Partition, asyncio.Future[ErrorCode]]],
-    timeout_s: float,
-) -> Any:
-    """acks=all: answer once every partition's high watermark passed its batch."""
-    futures = [future for _, _, _, future in waiting]
-    await asyncio.wait(futures, timeout=timeout_s)
-    for partitions, position, partition, future in waiting:
-        if future.done():
-            code = future.result()
-        else:
-            partition.forget_acks_waiter(future)
-            future.cancel()
-            code = ErrorCode.request_timed_out
-        if code is not ErrorCode.none:
-            partitions[position] = dataclasses.replace(
-                partitions[position], error_code=code, error_message=None
-            )
-    return _response(broker, request, topics, leaders_named)
+class _AcksAll:
+    """An acks=all produce waiting until every partition's high watermark passed its
+    batch: answered from the callback of the last partition to get there (in the
+    follower fetch that moved it), or by its timer (REQUEST_TIMED_OUT for the rest)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        request: DecodedRequest,
+        topics: list[tuple[Any, list[Any]]],
+        leaders_named: set[int],
+    ) -> None:
+        self.broker = broker
+        self.request = request
+        self.topics = topics
+        self.leaders_named = leaders_named
+        self.deferred = Deferred()
+        self.deferred.on_cancel(self._forget_all)
+        # Partitions waited for, by key: (its callback, the partition); the key indexes
+        # `_slots`, (the topic's response list, the partition's position in it).
+        self.waiting: dict[int, tuple[Callable[[ErrorCode], None], Partition]] = {}
+        self._slots: list[tuple[list[Any], int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._started = False
+
+    def wait(self, partition: Partition, partitions: list[Any], position: int, last: int) -> bool:
+        """Wait for `partition` to reach `last`; False if its answer is known now."""
+        key = len(self._slots)
+        reached = functools.partial(self._reached, key)
+        if not partition.on_acks_all(last, reached):
+            return False
+        self._slots.append((partitions, position))
+        self.waiting[key] = (reached, partition)
+        return True
+
+    def start(self, timeout_s: float) -> Deferred:
+        self._started = True
+        self._timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out)
+        return self.deferred
+
+    def _reached(self, key: int, code: ErrorCode) -> None:
+        if self.waiting.pop(key, None) is None:
+            return
+        _set_code(self._slots[key], code)
+        if not self.waiting and self._started:
+            self._answer()
+
+    def _timed_out(self) -> None:
+        for key, (callback, partition) in self.waiting.items():
+            partition.forget_acks_waiter(callback)
+            _set_code(self._slots[key], ErrorCode.request_timed_out)
+        self.waiting.clear()
+        self._answer()
+
+    def _answer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            body = _response(self.broker, self.request, self.topics, self.leaders_named)
+        except Exception as error:
+            self.deferred.fail(error)
+            return
+        self.deferred.complete(body)
+
+    def _forget_all(self) -> None:
+        """The connection closed: stop waiting."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for callback, partition in self.waiting.values():
+            partition.forget_acks_waiter(callback)
+        self.waiting.clear()
+
+
+def _set_code(slot: tuple[list[Any], int], code: ErrorCode) -> None:
+    partitions, position = slot
+    if code is not ErrorCode.none:
+        partitions[position] = dataclasses.replace(
+            partitions[position], error_code=code, error_message=None
+        )
 
 
 def _response(
