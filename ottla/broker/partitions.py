@@ -67,6 +67,8 @@ class AppendOutcome:
     log_append_time_ms: int = -1
     log_start_offset: int = -1
     last_offset: int = -1
+    # (index in the batch, why) of each record that failed validation (KIP-467).
+    record_errors: tuple[tuple[int, str], ...] = ()
 
 
 class Partition:
@@ -402,24 +404,13 @@ class Partition:
                 f"Batch has records_count {batch.records_count} and last_offset_delta "
                 f"{batch.last_offset_delta}",
             )
-        if self.compacted:
-            try:
-                records = decode_records(batch)
-            except ProtocolError as error:
-                return AppendOutcome(error.error_code, str(error))
-            if any(record.key is None for record in records):
-                return AppendOutcome(
-                    ErrorCode.invalid_record,
-                    f"Compacted topic cannot accept message without key in topic partition "
-                    f"{self.name}.",
-                )
         if batch.timestamp_type is TimestampType.LOG_APPEND_TIME and not self.log_append_time:
             return AppendOutcome(
                 ErrorCode.invalid_timestamp, "Clients may not send LogAppendTime batches"
             )
-        bounds = self.timestamp_bounds
-        if bounds is not None and not self.log_append_time:
-            return self._check_timestamps(batch, now_ms, *bounds)
+        bounds = None if self.log_append_time else self.timestamp_bounds
+        if self.compacted or bounds is not None:
+            return self._check_records(batch, now_ms, bounds)
         return None
 
     @property
@@ -441,26 +432,58 @@ class Partition:
         unbounded = before >= _LONG_MAX and after >= _LONG_MAX
         self.timestamp_bounds: tuple[int, int] | None = None if unbounded else (before, after)
 
-    def _check_timestamps(
-        self, batch: RecordBatchView, now_ms: int, before: int, after: int
+    def _check_records(
+        self, batch: RecordBatchView, now_ms: int, bounds: tuple[int, int] | None
     ) -> AppendOutcome | None:
-        """`message.timestamp.before.max.ms`/`after.max.ms` on CreateTime topics: every
-        record's timestamp within [now - before, now + after], as Kafka's LogValidator."""
-        low = now_ms - before
-        high = now_ms + after
+        """Kafka's per-record checks (LogValidator): a key on every record of a compacted
+        topic; on CreateTime topics with `message.timestamp.before.max.ms`/`after.max.ms`
+        set, every timestamp within [now - before, now + after]. Every failing record is
+        listed (KIP-467: its index in the batch and why, Produce v8+ `record_errors`);
+        the batch is refused with INVALID_TIMESTAMP if a timestamp failed, else
+        INVALID_RECORD, with Kafka's messages."""
         try:
             records = decode_records(batch)
         except ProtocolError as error:
             return AppendOutcome(error.error_code, str(error))
-        for record in records:
-            timestamp = batch.base_timestamp + record.timestamp_delta
-            if timestamp != -1 and not low <= timestamp <= high:
-                return AppendOutcome(
-                    ErrorCode.invalid_timestamp,
-                    f"Timestamp {timestamp} of message with offset {record.offset_delta} is "
-                    f"out of range. The timestamp should be within [{low}, {high}]",
+        compacted = self.compacted
+        low, high = (now_ms - bounds[0], now_ms + bounds[1]) if bounds is not None else (0, 0)
+        errors: list[tuple[int, str]] = []
+        bad_timestamp = False
+        for index, record in enumerate(records):
+            if compacted and record.key is None:
+                errors.append(
+                    (
+                        index,
+                        "Compacted topic cannot accept message without key in topic partition "
+                        f"{self.name}.",
+                    )
                 )
-        return None
+                continue
+            timestamp = batch.base_timestamp + record.timestamp_delta
+            if bounds is not None and timestamp != -1 and not low <= timestamp <= high:
+                bad_timestamp = True
+                errors.append(
+                    (
+                        index,
+                        f"Timestamp {timestamp} of message with offset {record.offset_delta} is "
+                        f"out of range. The timestamp should be within [{low}, {high}]",
+                    )
+                )
+        if not errors:
+            return None
+        if bad_timestamp:
+            return AppendOutcome(
+                ErrorCode.invalid_timestamp,
+                "One or more records have been rejected due to invalid timestamp",
+                record_errors=tuple(errors),
+            )
+        shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+        return AppendOutcome(
+            ErrorCode.invalid_record,
+            f"One or more records have been rejected due to {len(errors)} record errors in "
+            f"total, and only showing the first three errors at most: [{shown}]",
+            record_errors=tuple(errors),
+        )
 
     # -- fetch ---------------------------------------------------------------------------
 

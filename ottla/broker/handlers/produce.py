@@ -1,6 +1,7 @@
 """Produce v3-v13 (advertised from v0; v0-v2 answered UNSUPPORTED_VERSION).
 
-Version notes: v13 names topics by id; v8+ has record_errors and error_message;
+Version notes: v13 names topics by id; v8+ has record_errors (KIP-467: each record
+that failed a per-record check, by index in its batch) and error_message;
 v5+ log_start_offset; v2+ log_append_time (ms, as a datetime in kio; -1 -> None).
 
 The records of each partition stay bytes: `Partition.append_records` validates
@@ -48,6 +49,16 @@ if TYPE_CHECKING:
 __all__ = ["handle_produce"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _record_errors(module: Any, outcome: AppendOutcome) -> tuple[Any, ...]:
+    """KIP-467 (v8+): the records that made the batch fail, by index, and why."""
+    if not outcome.record_errors or not hasattr(module, "BatchIndexAndErrorMessage"):
+        return ()
+    return tuple(
+        make(module.BatchIndexAndErrorMessage, batch_index=index, batch_index_error_message=why)
+        for index, why in outcome.record_errors
+    )
 
 
 def _timestamp(ms: int) -> datetime.datetime | None:
@@ -149,7 +160,7 @@ def handle_produce(
                     base_offset=outcome.base_offset,
                     log_append_time=_timestamp(outcome.log_append_time_ms),
                     log_start_offset=outcome.log_start_offset,
-                    record_errors=(),
+                    record_errors=_record_errors(module, outcome),
                     error_message=outcome.error_message,
                 )
             )
