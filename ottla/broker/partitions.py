@@ -204,9 +204,7 @@ class Partition:
 
     def _high_watermark_moved(self) -> None:
         self._complete_acks()
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            _call_all(waiters)
+        self._wake(replicas=False)
 
     def _complete_acks(self) -> None:
         state = self.replication
@@ -241,29 +239,15 @@ class Partition:
         self._acks_waiters.append((last_offset, callback))
         return True
 
-    def wait_acks_all(self, last_offset: int) -> asyncio.Future[ErrorCode] | None:
-        """`on_acks_all` as a future (None: answer now); forget it with
-        `forget_acks_waiter(future)`."""
-        future: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
-        if not self.on_acks_all(last_offset, _resolver(future)):
-            return None
-        return future
-
     def acks_all_result_now(self, last_offset: int) -> ErrorCode:
         state = self.replication
         if state is None:
             return ErrorCode.none
         return state.acks_all_result(last_offset, self.min_insync_replicas) or ErrorCode.none
 
-    def forget_acks_waiter(
-        self, waiter: asyncio.Future[ErrorCode] | Callable[[ErrorCode], None]
-    ) -> None:
-        """Stop waiting: `waiter` is a `wait_acks_all` future or an `on_acks_all` callback."""
-        self._acks_waiters = [
-            (o, c)
-            for o, c in self._acks_waiters
-            if c is not waiter and getattr(c, "future", None) is not waiter
-        ]
+    def forget_acks_waiter(self, callback: Callable[[ErrorCode], None]) -> None:
+        """Stop waiting: `callback` was given to `on_acks_all`."""
+        self._acks_waiters = [(o, c) for o, c in self._acks_waiters if c is not callback]
 
     def append_as_follower(
         self, records: memoryview | bytes, high_watermark: int, now_ms: int
@@ -377,9 +361,7 @@ class Partition:
             if first_offset < 0:
                 first_offset = base_offset
             last_offset = base_offset + stored.last_offset_delta
-        if self._replica_waiters:
-            waiters, self._replica_waiters = self._replica_waiters, []
-            _call_all(waiters)
+        self._wake(replicas=True)
         if not self._leader_appended() and self.replication is None:
             self.wake_waiters()  # no replication state: the watermark is the log end
         return AppendOutcome(
@@ -528,19 +510,22 @@ class Partition:
 
     def wake_waiters(self) -> None:
         """Call (and forget) every waiter, at once: a delayed fetch answers from here."""
-        waiters = self._waiters + self._replica_waiters
-        self._waiters, self._replica_waiters = [], []
-        _call_all(waiters)
+        self._wake(replicas=True)
+        self._wake(replicas=False)
+
+    def _wake(self, replicas: bool) -> None:
+        """Call (and forget) the followers' or the consumers' waiters."""
+        if replicas:
+            waiters, self._replica_waiters = self._replica_waiters, []
+        else:
+            waiters, self._waiters = self._waiters, []
+        for callback in waiters:
+            _call(callback)
 
     def remove_waiter(self, callback: Callable[[], None]) -> None:
         for waiters in (self._waiters, self._replica_waiters):
             with contextlib.suppress(ValueError):
                 waiters.remove(callback)
-
-
-def _call_all(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        _call(callback)
 
 
 def _call(callback: Callable[..., None], *args: object) -> None:
@@ -550,19 +535,6 @@ def _call(callback: Callable[..., None], *args: object) -> None:
         callback(*args)
     except Exception as error:
         log.error("partition_waiter_failed", error=repr(error), exc_info=error)
-
-
-class _resolver:  # noqa: N801 - used like a function
-    """An acks=all callback that resolves a future (`wait_acks_all`)."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[ErrorCode]) -> None:
-        self.future = future
-
-    def __call__(self, code: ErrorCode) -> None:
-        if not self.future.done():
-            self.future.set_result(code)
 
 
 def _sync_sealed_off_loop(log_: Log) -> Callable[[Path, int], None]:

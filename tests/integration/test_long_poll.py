@@ -9,46 +9,19 @@ are answered after it, in order.
 
 from __future__ import annotations
 
-import datetime
 import struct
 import time
 from typing import Any
 
 from ottla.protocol import ErrorCode, Record, build_batch
 from tests.integration.conftest import BrokerProcess
-from tests.integration.wire import Wire, kio_module, metadata, produce_partition
+from tests.integration.wire import Wire, fetch_request, metadata, produce_partition
 
 TOPIC = "polls"
 
 
 def _fetch_body(offset: int, max_wait_ms: int, min_bytes: int = 1) -> Any:
-    module = kio_module(1, 12)
-    return module.FetchRequest(
-        replica_id=-1,
-        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-        min_bytes=min_bytes,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=(
-            module.FetchTopic(
-                topic=TOPIC,
-                partitions=(
-                    module.FetchPartition(
-                        partition=0,
-                        current_leader_epoch=-1,
-                        fetch_offset=offset,
-                        last_fetched_epoch=-1,
-                        log_start_offset=-1,
-                        partition_max_bytes=1 << 20,
-                    ),
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
+    return fetch_request(TOPIC, 0, offset, max_wait_ms=max_wait_ms, min_bytes=min_bytes)
 
 
 def _records(response: Any) -> bytes:

@@ -134,15 +134,20 @@ def produce_partition(
     return response.responses[0].partition_responses[0]
 
 
-def fetch_partition(
-    wire: Wire, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20
+def fetch_request(
+    topic: str,
+    partition: int,
+    offset: int,
+    max_bytes: int = 1 << 20,
+    max_wait_ms: int = 0,
+    min_bytes: int = 0,
 ) -> Any:
-    """Fetch v12 of one partition from `offset` (no session, no wait); its PartitionData."""
+    """A Fetch v12 body for one partition from `offset`, no session."""
     module = kio_module(1, 12)
-    body = module.FetchRequest(
+    return module.FetchRequest(
         replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=min_bytes,
         max_bytes=max_bytes,
         isolation_level=0,
         session_id=0,
@@ -165,7 +170,13 @@ def fetch_partition(
         forgotten_topics_data=(),
         rack_id="",
     )
-    response = wire.request(1, 12, body)
+
+
+def fetch_partition(
+    wire: Wire, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20
+) -> Any:
+    """Fetch v12 of one partition from `offset` (no session, no wait); its PartitionData."""
+    response = wire.request(1, 12, fetch_request(topic, partition, offset, max_bytes))
     return response.responses[0].partitions[0]
 
 

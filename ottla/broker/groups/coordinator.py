@@ -43,7 +43,7 @@ import asyncio
 import datetime
 import itertools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -110,6 +110,23 @@ OFFSETS_TOPIC = "__consumer_offsets"
 _LOAD_READ_BYTES = 4 * 1024 * 1024
 # Kafka's offsets.commit.timeout.ms default: how long a group write waits for its ISR.
 GROUP_WRITE_TIMEOUT_MS = 5000
+
+# A group write waiting for one partition's ISR: the partition, a future resolved
+# with its acks=all result, and the callback registered for it (to forget it).
+_Wait = tuple["Partition", "asyncio.Future[ErrorCode]", Callable[[ErrorCode], None]]
+
+
+def _wait_acks_all(partition: Partition, last_offset: int) -> _Wait | None:
+    """`Partition.on_acks_all` as a future; None when the answer is known now."""
+    future: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
+
+    def resolve(code: ErrorCode) -> None:
+        if not future.done():
+            future.set_result(code)
+
+    if not partition.on_acks_all(last_offset, resolve):
+        return None
+    return partition, future, resolve
 
 
 def group_write_error(code: ErrorCode, offset_commit: bool = False) -> ErrorCode:
@@ -506,7 +523,7 @@ class GroupCoordinator:
             index = self.partition_for(key.group)
             by_partition.setdefault(index, []).append(Record(encoded_key, encoded_value))
         code = ErrorCode.none
-        waits: list[tuple[Partition, asyncio.Future[ErrorCode]]] = []
+        waits: list[_Wait] = []
         for index, items in by_partition.items():
             partition = self.broker.partition(OFFSETS_TOPIC, index)
             if partition is None:
@@ -528,16 +545,16 @@ class GroupCoordinator:
                 )
                 code = outcome.error_code
                 continue
-            wait = partition.wait_acks_all(outcome.last_offset)
-            if wait is not None:
-                waits.append((partition, wait))
+            waiting = _wait_acks_all(partition, outcome.last_offset)
+            if waiting is not None:
+                waits.append(waiting)
             elif (now_code := partition.acks_all_result_now(outcome.last_offset)) is not (
                 ErrorCode.none
             ):
                 code = now_code
         if not waits or code is not ErrorCode.none:
-            for partition, wait in waits:
-                partition.forget_acks_waiter(wait)
+            for partition, wait, callback in waits:
+                partition.forget_acks_waiter(callback)
                 wait.cancel()
             done: asyncio.Future[ErrorCode] = asyncio.get_running_loop().create_future()
             done.set_result(code)
@@ -548,14 +565,14 @@ class GroupCoordinator:
         return task
 
     @staticmethod
-    async def _wait_durable(waits: list[tuple[Partition, asyncio.Future[ErrorCode]]]) -> ErrorCode:
-        await asyncio.wait([wait for _, wait in waits], timeout=GROUP_WRITE_TIMEOUT_MS / 1000)
+    async def _wait_durable(waits: list[_Wait]) -> ErrorCode:
+        await asyncio.wait([wait for _, wait, _ in waits], timeout=GROUP_WRITE_TIMEOUT_MS / 1000)
         code = ErrorCode.none
-        for partition, wait in waits:
+        for partition, wait, callback in waits:
             if wait.done() and not wait.cancelled():
                 result = wait.result()
             else:
-                partition.forget_acks_waiter(wait)
+                partition.forget_acks_waiter(callback)
                 wait.cancel()
                 result = ErrorCode.request_timed_out
             if code is ErrorCode.none:

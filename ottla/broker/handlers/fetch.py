@@ -127,8 +127,9 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     if ready >= min_bytes or max_wait_ms == 0 or has_error or _delayed >= DELAYED_FETCHES_MAX:
         return _respond(request, session, reads, unknown, incremental)
     _release(reads)
-    args = (request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica)
-    return _DelayedFetch(broker, args, max_wait_ms).deferred
+    return _DelayedFetch(
+        broker, request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica
+    ).wait(max_wait_ms)
 
 
 def _replica_id(body: Any) -> int:
@@ -146,35 +147,67 @@ class _DelayedFetch:
     brought the data, so a follower gets an acks=all produce's batch in the same
     event-loop turn as the produce."""
 
-    __slots__ = ("active", "args", "broker", "deferred", "expired", "parked", "timer")
+    __slots__ = (
+        "active",
+        "broker",
+        "deferred",
+        "expired",
+        "fetch_set",
+        "incremental",
+        "max_bytes",
+        "min_bytes",
+        "parked",
+        "replica",
+        "request",
+        "session",
+        "timer",
+        "unknown",
+    )
 
     def __init__(
         self,
         broker: Broker,
-        args: tuple[Any, ...],
-        max_wait_ms: int,
+        request: DecodedRequest,
+        session: FetchSession | None,
+        fetch_set: dict[tuple[str, int], SessionPartition],
+        unknown: list[tuple[Any, int, ErrorCode]],
+        incremental: bool,
+        max_bytes: int,
+        min_bytes: int,
+        replica: int | None,
     ) -> None:
+        self.broker = broker
+        self.request = request
+        self.session = session
+        self.fetch_set = fetch_set
+        self.unknown = unknown
+        self.incremental = incremental
+        self.max_bytes = max_bytes
+        self.min_bytes = min_bytes
+        self.replica = replica
+        self.deferred = Deferred()
+        self.parked: list[Any] = []
+        self.active = False
+        self.expired = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def wait(self, max_wait_ms: int) -> Deferred:
+        """Park on the fetched partitions until min_bytes are ready or max_wait passes."""
         global _delayed  # noqa: PLW0603 - one counter for the whole process
         _delayed += 1
         self.active = True
-        self.broker = broker
-        # (request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica)
-        self.args = args
-        self.deferred = Deferred()
         self.deferred.on_cancel(self._cancelled)
-        self.parked: list[Any] = []
-        self.expired = False
-        loop = asyncio.get_running_loop()
-        self.timer: asyncio.TimerHandle | None = loop.call_later(max_wait_ms / 1000, self._expire)
+        self.timer = asyncio.get_running_loop().call_later(max_wait_ms / 1000, self._expire)
         self._park()
+        return self.deferred
 
     def _park(self) -> None:
-        fetch_set = self.args[2]
         broker = self.broker
-        self.parked = [p for p in (broker.partition(t, i) for t, i in fetch_set) if p is not None]
-        replica = self.args[7] is not None
+        self.parked = [
+            p for p in (broker.partition(t, i) for t, i in self.fetch_set) if p is not None
+        ]
         for partition in self.parked:
-            partition.add_waiter(self._wake, replica)
+            partition.add_waiter(self._wake, self.replica is not None)
 
     def _unpark(self) -> None:
         for partition in self.parked:
@@ -201,16 +234,15 @@ class _DelayedFetch:
 
     def _read_again(self) -> None:
         self._unpark()
-        request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica = self.args
         broker = self.broker
-        reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
-        if sum(r.size for r in reads) < min_bytes and not self.expired and not broker.stopping:
+        reads = _read_all(broker, self.fetch_set, self.max_bytes, self.incremental, self.replica)
+        if sum(r.size for r in reads) < self.min_bytes and not self.expired and not broker.stopping:
             _release(reads)
             self._park()
             return
         self._stop_waiting()
         try:
-            body = _respond(request, session, reads, unknown, incremental)
+            body = _respond(self.request, self.session, reads, self.unknown, self.incremental)
         except Exception:
             _release(reads)
             raise
