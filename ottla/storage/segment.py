@@ -100,6 +100,8 @@ class MapBudget:
 
 
 DEFAULT_MAP_BUDGET: Final = MapBudget()
+# Sent reads' pages are unmapped from this process in batches of this size.
+PAGES_DROP_BATCH_BYTES: Final = 256 * 1024
 # Read-end positions kept per segment: one per reader that keeps up, roughly.
 _POSITION_HINTS_MAX: Final = 64
 
@@ -131,7 +133,7 @@ class ReadLease:
         segment, self._segment = self._segment, None
         if segment is None:
             return
-        _drop_pages(self._base.obj, self._start, self._end)
+        segment.pages_sent(self._base.obj, self._start, self._end)
         for view in (self.view, self._base):
             # Someone may hold a buffer export of the view itself; the map then
             # stays retired until a later try_close_retired().
@@ -207,6 +209,9 @@ class LogSegment:
         self._fd: int | None = None
         """Open while active: appends are `pwritev` calls (see `write_batches`)."""
         self._map: mmap.mmap | None = None
+        # Sent reads not yet dropped from the map (see pages_sent).
+        self._drop_source: object = None
+        self._drop_from = 0
         self._map_writable = False
         self._capacity = 0
         self._retired: list[mmap.mmap] = []
@@ -372,6 +377,24 @@ class LogSegment:
 
     def unpin(self) -> None:
         self.lease_released()
+
+    def pages_sent(self, source: object, start: int, end: int) -> None:
+        """A read of `source` (a map of this segment) from `start` to `end` was sent.
+
+        Its pages are dropped from this process (`_drop_pages`) once reads have
+        covered `PAGES_DROP_BATCH_BYTES` since the last drop, not after every read:
+        a follower or consumer at the tail reads the same page once per record, and a
+        drop per read made each read fault that page back in (and each madvise can
+        cost the other cores a TLB flush).
+        """
+        if source is not self._drop_source:
+            self._drop_source, self._drop_from = source, start
+        elif start < self._drop_from:
+            self._drop_from = start
+        if end - self._drop_from >= PAGES_DROP_BATCH_BYTES:
+            cut = end - end % mmap.PAGESIZE
+            _drop_pages(source, self._drop_from, cut)
+            self._drop_from = cut
 
     def lease_released(self) -> None:
         self._leases -= 1

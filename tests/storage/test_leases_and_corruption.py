@@ -10,6 +10,7 @@ line, and truncated away (with later segments) by unclean recovery.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from structlog.testing import capture_logs
 
 from ottla.protocol import RecordBatchView
 from ottla.storage import CorruptSegmentError, Log, LogConfig, MapBudget
+from ottla.storage import segment as segment_module
 
 from .helpers import make_batch, read_all, with_base_offset
 
@@ -172,3 +174,29 @@ def test_torn_tail_of_the_active_segment_is_cut(tmp_path: Path) -> None:
     assert read_all(reopened) == expected
     assert reopened.active_segment.size == size
     reopened.close()
+
+
+def test_sent_pages_are_dropped_in_batches_not_per_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drops: list[tuple[int, int]] = []
+    real = segment_module._drop_pages
+
+    def counting(source: object, start: int, end: int) -> None:
+        drops.append((start, end))
+        real(source, start, end)
+
+    monkeypatch.setattr(segment_module, "_drop_pages", counting)
+    log = Log.open(tmp_path / "t-0", LogConfig())
+    batch_bytes = len(make_batch(1, value_bytes=1000))
+    count = 3 * segment_module.PAGES_DROP_BATCH_BYTES // batch_bytes
+    for _ in range(count):  # a follower at the tail: one small read per append
+        offset = log.append(make_batch(1, value_bytes=1000), now_ms=0).first_offset
+        result = log.read(offset, 1 << 20)
+        assert bytes(result.records)[:8] == offset.to_bytes(8, "big")
+        result.release()
+    assert 2 <= len(drops) <= 3  # one per batch of reads, not one per read
+    for (_, end), (next_start, _) in itertools.pairwise(drops):
+        assert end == next_start and end % 4096 == 0  # contiguous, page-aligned cuts
+    assert drops[-1][1] - drops[0][0] >= 2 * segment_module.PAGES_DROP_BATCH_BYTES
+    log.close()
