@@ -5,7 +5,8 @@ ReplicaFetcherThread, as asyncio tasks).
 every hosted partition this node follows and its (leader id, leader epoch). A task per
 leader fetches all of that leader's partitions in one Fetch (v15: `replica_state` with
 this node's id and broker epoch, `current_leader_epoch`, `last_fetched_epoch`,
-`fetch_offset` = this replica's log end offset), long-polling `replica.fetch.wait.max.ms`.
+`fetch_offset` = this replica's log end offset), long-polling `replica.fetch.wait.max.ms`;
+the request is written and its response read by hand (protocol/fetch_wire.py).
 A task whose partition set empties ends; a new leader gets a new task. Each task has
 its own connection (not the Raft lanes: a Kafka connection answers in order, so a
 long-polling replica fetch must never sit in front of a Raft request). When a task
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -54,7 +54,14 @@ import structlog
 
 from ottla.broker.fetch_sessions import FetchRequestPlan, FetchSessionHandler, PartitionFetch
 from ottla.broker.rpc import NodeClient
-from ottla.protocol import SUPPORTED_APIS, ErrorCode, ProtocolError, make
+from ottla.protocol import (
+    ErrorCode,
+    FetchPartitionRequest,
+    FetchRequestBody,
+    FetchTopic,
+    ProtocolError,
+    ReplicaStateRequest,
+)
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -65,7 +72,6 @@ __all__ = ["ReplicaFetchers", "retry_delay_s"]
 log = structlog.get_logger("ottla.replica_fetcher")
 
 FETCH_VERSION = 15
-_FETCH = SUPPORTED_APIS[1]
 
 Key = tuple[str, int]
 _SESSION_ERRORS = frozenset(
@@ -251,48 +257,37 @@ class ReplicaFetchers:
             )
         return fetches
 
-    def _request(self, plan: FetchRequestPlan) -> Any:
-        module = _FETCH.request_module(FETCH_VERSION)
-        topics: dict[uuid.UUID, list[Any]] = {}
+    def _request(self, plan: FetchRequestPlan) -> FetchRequestBody:
+        """The Fetch v15 request of `plan` (written and its answer read by fetch_wire.py)."""
+        request = FetchRequestBody(FETCH_VERSION)
+        request.replica_state = ReplicaStateRequest(
+            self.broker.node_id, self.broker.controller.broker_epoch
+        )
+        request.max_wait_ms = self.wait_max_ms
+        request.min_bytes = self.min_bytes
+        request.max_bytes = self.response_max_bytes
+        request.session_id = plan.session_id
+        request.session_epoch = plan.session_epoch
+        topics: dict[uuid.UUID, list[FetchPartitionRequest]] = {}
         for (_, index), fetch in plan.partitions.items():
             topics.setdefault(fetch.topic_id, []).append(
-                make(
-                    module.FetchPartition,
-                    partition=index,
-                    current_leader_epoch=fetch.current_leader_epoch,
-                    fetch_offset=fetch.fetch_offset,
-                    last_fetched_epoch=fetch.last_fetched_epoch,
-                    log_start_offset=fetch.log_start_offset,
-                    partition_max_bytes=fetch.max_bytes,
+                FetchPartitionRequest(
+                    index,
+                    fetch.current_leader_epoch,
+                    fetch.fetch_offset,
+                    fetch.last_fetched_epoch,
+                    fetch.log_start_offset,
+                    fetch.max_bytes,
                 )
             )
+        request.topics = [FetchTopic(None, topic_id, parts) for topic_id, parts in topics.items()]
         forgotten: dict[uuid.UUID, list[int]] = {}
         for (_, index), topic_id in plan.forgotten.items():
             forgotten.setdefault(topic_id, []).append(index)
-        return make(
-            _FETCH.request_type(FETCH_VERSION),
-            cluster_id=None,
-            replica_state=make(
-                module.ReplicaState,
-                replica_id=self.broker.node_id,
-                replica_epoch=self.broker.controller.broker_epoch,
-            ),
-            max_wait=datetime.timedelta(milliseconds=self.wait_max_ms),
-            min_bytes=self.min_bytes,
-            max_bytes=self.response_max_bytes,
-            isolation_level=0,
-            session_id=plan.session_id,
-            session_epoch=plan.session_epoch,
-            topics=tuple(
-                make(module.FetchTopic, topic_id=topic_id, partitions=tuple(parts))
-                for topic_id, parts in topics.items()
-            ),
-            forgotten_topics_data=tuple(
-                make(module.ForgottenTopic, topic_id=topic_id, partitions=tuple(indexes))
-                for topic_id, indexes in forgotten.items()
-            ),
-            rack_id="",
-        )
+        request.forgotten_topics_data = [
+            FetchTopic(None, topic_id, indexes) for topic_id, indexes in forgotten.items()
+        ]
+        return request
 
     def _handle(self, source: _Source, wanted: dict[Key, int], response: Any, now: float) -> None:
         image = self.broker.image

@@ -21,9 +21,18 @@ from ottla.protocol.codec import (
     decode_response,
     encode_request,
     encode_response,
+    kio_body,
 )
 from ottla.protocol.entities import has_field, make
 from ottla.protocol.errors import ErrorCode, ProtocolError
+from ottla.protocol.fetch_wire import (
+    FETCH_FLEXIBLE_MIN,
+    FetchPartitionRequest,
+    FetchRequestBody,
+    FetchTopic,
+    ReplicaStateRequest,
+    write_fetch_response,
+)
 from ottla.protocol.framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix
 from ottla.protocol.header import (
     RequestHeader,
@@ -58,6 +67,7 @@ from ottla.protocol.records import (
 __all__ = [
     "BATCH_HEADER_BYTES",
     "DEFAULT_MAX_FRAME_BYTES",
+    "FETCH_FLEXIBLE_MIN",
     "LOG_OVERHEAD_BYTES",
     "NO_PARTITION_LEADER_EPOCH",
     "NO_PRODUCER_EPOCH",
@@ -70,10 +80,14 @@ __all__ = [
     "ControlRecordType",
     "DecodedRequest",
     "ErrorCode",
+    "FetchPartitionRequest",
+    "FetchRequestBody",
+    "FetchTopic",
     "FrameDecoder",
     "ProtocolError",
     "Record",
     "RecordBatchView",
+    "ReplicaStateRequest",
     "RequestHeader",
     "TimestampType",
     "UnsupportedRequest",
@@ -94,7 +108,9 @@ __all__ = [
     "frame_size_prefix",
     "has_field",
     "iter_batches",
+    "kio_body",
     "make",
     "make_spec",
     "peek_batch_size",
+    "write_fetch_response",
 ]

@@ -3,7 +3,11 @@
 `decode_request(frame)` reads the header, finds the API in the registry and decodes
 the body with kio's native reader; `encode_response(...)` writes the response body
 with ottla's generated writers (`writer.py`, kio's bytes at a fraction of the cost)
-and frames it. Both are sans-IO.
+and frames it. Both are sans-IO. Fetch v12+, the API on every replicated write's
+path, is read and written by hand in both directions (`fetch_wire.py`): its request
+body is a `FetchRequestBody` (kio's field names; `kio_body` gives kio's entity), a
+handler may answer with an `EncodedBody`, and a `FetchRequestBody` sent by a replica
+fetcher gets its response read by hand too.
 
 Zero copy on the way out: the writer puts small fields into one `bytearray` but
 keeps large buffers (record data, typically memoryviews of log segments) as
@@ -26,6 +30,15 @@ from kio.serial.errors import SerialError
 
 from ottla.protocol.apis import SUPPORTED_APIS, ApiRegistry, ApiSpec, make_spec
 from ottla.protocol.errors import ErrorCode, ProtocolError
+from ottla.protocol.fetch_wire import (
+    FETCH_API_KEY,
+    FETCH_FLEXIBLE_MIN,
+    EncodedBody,
+    FetchRequestBody,
+    read_fetch_request,
+    read_fetch_response,
+    write_fetch_request,
+)
 from ottla.protocol.header import (
     API_VERSIONS_KEY,
     RequestHeader,
@@ -46,6 +59,7 @@ __all__ = [
     "decode_response",
     "encode_request",
     "encode_response",
+    "kio_body",
 ]
 
 _SIZE = struct.Struct(">i")
@@ -77,6 +91,16 @@ class DecodedRequest:
     @property
     def flexible(self) -> bool:
         return bool(self.body.__flexible__)
+
+
+def kio_body(request: DecodedRequest) -> Any:
+    """The request's body as kio's entity, also where it was read by hand (Fetch v12+,
+    fetch_wire.py): for code that takes kio's types (the Raft driver) and tests."""
+    body = request.body
+    if isinstance(body, FetchRequestBody):
+        version = request.api_version
+        return body.to_kio(request.spec.request_module(version), request.spec.request_type(version))
+    return body
 
 
 class UnsupportedRequest(ProtocolError):
@@ -117,10 +141,17 @@ def decode_request(
             raise UnsupportedRequest(header, str(error)) from None
     assert spec is not None
     header = decode_request_header(frame, spec.flexible(api_version))
-    # kio's reader trusts array counts when it allocates; an absurd one aborts the process.
-    check_lengths(_request_type(spec, api_version), frame, header.body_offset)
+    # Fetch v12+, the hot API, is read by hand (fetch_wire.py), bounds-checked as it goes.
+    by_hand = api_key == FETCH_API_KEY and api_version >= FETCH_FLEXIBLE_MIN
+    if not by_hand:
+        # kio's reader trusts array counts when it allocates; an absurd one aborts the
+        # process.
+        check_lengths(_request_type(spec, api_version), frame, header.body_offset)
     try:
-        body, _ = spec.request_reader(api_version)(frame, header.body_offset)
+        if by_hand:
+            body = read_fetch_request(frame, header.body_offset, api_version)
+        else:
+            body, _ = spec.request_reader(api_version)(frame, header.body_offset)
     except _DECODE_ERRORS as error:
         raise ProtocolError(
             ErrorCode.invalid_request,
@@ -149,10 +180,30 @@ def encode_response(header: RequestHeader, body: Any) -> list[bytes | bytearray 
     whose response header is always v0.
     """
     response_type = type(body)
+    if response_type is EncodedBody:
+        return _framed_encoded(header, body)
     header_version = response_header_version(header.api_key, bool(response_type.__flexible__))
     buf = bytearray(4)  # the size prefix, filled in below
     buf += encode_response_header(header.correlation_id, header_version)
     return _framed(buf, response_type, body)
+
+
+def _framed_encoded(
+    header: RequestHeader, body: EncodedBody
+) -> list[bytes | bytearray | memoryview]:
+    """Size, header and a body already in bytes (fetch_wire.py)."""
+    buf = bytearray(4)
+    buf += encode_response_header(
+        header.correlation_id, response_header_version(header.api_key, body.flexible)
+    )
+    start = len(buf)
+    buf += body.buf
+    refs: Refs = [(position + start, value) for position, value in body.refs]
+    size = len(buf) - 4
+    for _, value in refs:
+        size += len(value)
+    _SIZE.pack_into(buf, 0, size)
+    return chunks(buf, refs)
 
 
 def _framed(buf: bytearray, cls: type[Any], body: Any) -> list[bytes | bytearray | memoryview]:
@@ -179,6 +230,10 @@ def encode_request(
     """
     buf = bytearray(4)  # the size prefix, filled in by _framed
     buf += encode_request_header(body, correlation_id, client_id)
+    if type(body) is FetchRequestBody:  # a replica fetcher's, written by hand
+        buf += write_fetch_request(body)
+        _SIZE.pack_into(buf, 0, len(buf) - 4)
+        return [buf]
     return _framed(buf, type(body), body)
 
 
@@ -189,6 +244,8 @@ def decode_response(frame: bytes | bytearray | memoryview, request_body: Any) ->
     """
     api_key = int(request_body.__api_key__)
     version = int(request_body.__version__)
+    if type(request_body) is FetchRequestBody:
+        return _decode_fetch_response(frame, version)
     spec = SUPPORTED_APIS.get(api_key)
     response_type = (
         spec.response_type(version)
@@ -208,6 +265,23 @@ def decode_response(frame: bytes | bytearray | memoryview, request_body: Any) ->
             ErrorCode.invalid_request, f"malformed response v{version} to api {api_key}: {error}"
         ) from None
     if offset + size != len(frame):
+        raise ProtocolError(ErrorCode.invalid_request, "trailing bytes after the response")
+    return correlation_id, body
+
+
+def _decode_fetch_response(frame: bytes | bytearray | memoryview, version: int) -> tuple[int, Any]:
+    """decode_response for a request written by fetch_wire.py: read by hand too."""
+    if len(frame) < 5:
+        raise ProtocolError(ErrorCode.invalid_request, "response shorter than its header")
+    view = readonly(frame)
+    correlation_id = int.from_bytes(bytes(view[:4]), "big", signed=True)
+    try:
+        body, end = read_fetch_response(view, 5, version)  # header v1: id, empty tags
+    except _DECODE_ERRORS as error:
+        raise ProtocolError(
+            ErrorCode.invalid_request, f"malformed Fetch v{version} response: {error}"
+        ) from None
+    if end != len(view):
         raise ProtocolError(ErrorCode.invalid_request, "trailing bytes after the response")
     return correlation_id, body
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ottla.protocol import decode_records, decode_request, iter_batches
+from ottla.protocol import decode_records, decode_request, iter_batches, kio_body
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 INDEX: list[dict[str, Any]] = json.loads((VECTORS / "index.json").read_text())
@@ -38,7 +38,7 @@ def test_vector_decodes(entry: dict[str, Any]) -> None:
     assert header.api_version == entry["api_version"]
     assert header.correlation_id == entry["correlation_id"]
     assert header.client_id == entry["client_id"]
-    body = decoded.body
+    body = kio_body(decoded)
     if header.api_key == 18 and header.api_version >= 3:
         assert body.client_software_name  # e.g. "librdkafka"
         assert body.client_software_version

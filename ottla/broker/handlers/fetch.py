@@ -13,6 +13,10 @@ not have) it gets `diverging_epoch` (KIP-320) and no records, and truncates.
 Isolation level read_committed is served as read_uncommitted until
 the transactions issue (no aborted transactions exist yet).
 
+v12+ requests arrive read by fetch_wire.py (plain objects with kio's field names)
+and are answered with bytes written there, not with kio entities: this handler runs
+for every replicated record, twice (see fetch_wire.py for what that saved).
+
 Reads are zero-copy: each partition's records are a memoryview of its segment,
 held under a read lease released once the response is handed to the transport.
 Following Kafka (KIP-74): the first partition with data returns at least one whole
@@ -36,7 +40,13 @@ from typing import TYPE_CHECKING, Any
 from ottla.broker.fetch_sessions import FetchSession, SessionPartition, next_epoch
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.broker.server import AfterSend, Deferred
-from ottla.protocol import DecodedRequest, ErrorCode
+from ottla.protocol import (
+    FETCH_FLEXIBLE_MIN,
+    DecodedRequest,
+    ErrorCode,
+    FetchRequestBody,
+    write_fetch_response,
+)
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -117,7 +127,7 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
         session = broker.fetch_sessions.new_session(connection)
         if session is not None:
             session.partitions = fetch_set
-    max_wait_ms = max(0, int(body.max_wait.total_seconds() * 1000))
+    max_wait_ms = max(0, _max_wait_ms(body))
     min_bytes = int(body.min_bytes)
     max_bytes = int(getattr(body, "max_bytes", 2**31 - 1))
     replica = replica_id if replica_id >= 0 else None
@@ -130,6 +140,13 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     return _DelayedFetch(
         broker, request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica
     ).wait(max_wait_ms)
+
+
+def _max_wait_ms(body: Any) -> int:
+    """max_wait in ms: a field of fetch_wire's body (v12+), a timedelta in kio's."""
+    if isinstance(body, FetchRequestBody):
+        return body.max_wait_ms
+    return int(body.max_wait.total_seconds() * 1000)
 
 
 def _replica_id(body: Any) -> int:
@@ -369,8 +386,10 @@ def _respond(
     unknown: list[tuple[Any, int, ErrorCode]],
     incremental: bool,
 ) -> Any:
-    module = response_module(request)
-    by_id = request.api_version >= 13
+    version = request.api_version
+    by_id = version >= 13
+    flexible = version >= FETCH_FLEXIBLE_MIN
+    module: Any = None if flexible else response_module(request)
     topics: dict[Any, list[Any]] = {}
     for read in reads:
         if incremental and session is not None:
@@ -394,6 +413,20 @@ def _respond(
                 state.high_watermark = read.high_watermark
                 state.log_start_offset = read.log_start_offset
         key = read.topic_id if by_id else read.topic
+        if flexible:
+            topics.setdefault(key, []).append(
+                (
+                    read.index,
+                    read.error_code,
+                    read.high_watermark,
+                    read.high_watermark,
+                    read.log_start_offset,
+                    None if read.error_code is ErrorCode.none else (),
+                    read.records if read.records is not None else b"",
+                    read.diverging,
+                )
+            )
+            continue
         topics.setdefault(key, []).append(
             make(
                 module.PartitionData,
@@ -409,6 +442,9 @@ def _respond(
             )
         )
     for topic_id, index, code in unknown:
+        if flexible:
+            topics.setdefault(topic_id, []).append((index, code, -1, -1, -1, None, b"", None))
+            continue
         topics.setdefault(topic_id, []).append(
             make(
                 module.PartitionData,
@@ -422,6 +458,17 @@ def _respond(
                 records=b"",
             )
         )
+    session_id = session.session_id if session is not None else 0
+    if flexible:
+        body: Any = write_fetch_response(
+            version,
+            ErrorCode.none,
+            session_id,
+            [(None, key, parts) if by_id else (key, None, parts) for key, parts in topics.items()],
+        )
+        if any(r.lease is not None for r in reads):
+            return AfterSend(body, lambda: _release(reads))
+        return body
     responses = tuple(
         make(
             module.FetchableTopicResponse,
@@ -435,7 +482,7 @@ def _respond(
         response_type(request),
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
-        session_id=session.session_id if session is not None else 0,
+        session_id=session_id,
         responses=responses,
     )
     if any(r.lease is not None for r in reads):

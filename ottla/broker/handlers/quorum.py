@@ -20,6 +20,7 @@ broker-internal forwarding of metadata writes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -40,6 +41,7 @@ from ottla.protocol import (
     ProtocolError,
     UnsupportedRequest,
     decode_request,
+    kio_body,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +92,8 @@ def is_metadata_fetch(body: Any) -> bool:
 def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
     """Fetch v4-v18: Raft fetches to the driver, everything else to fetch.handle_fetch."""
     if is_metadata_fetch(request.body):
+        # Read by fetch_wire.py (v12+): the Raft driver takes kio's entity.
+        request = dataclasses.replace(request, body=kio_body(request))
         return handle_raft_request(broker, connection, request)
     return fetch.handle_fetch(broker, connection, request)
 

@@ -52,6 +52,7 @@ from ottla.protocol import (
     decode_response,
     encode_request,
     encode_response,
+    kio_body,
 )
 
 
@@ -65,7 +66,7 @@ def _entries(start: int, count: int, epoch: int) -> list[Entry]:
 
 def _wire_request(entity: Any) -> Any:
     frame = b"".join(bytes(c) for c in encode_request(entity, 7))[4:]
-    return decode_request(frame).body
+    return kio_body(decode_request(frame))
 
 
 def _wire_response(request: Any, response: Any) -> Any:

@@ -35,6 +35,7 @@ from ottla.protocol import (
     decode_response,
     encode_request,
     encode_response,
+    kio_body,
 )
 
 
@@ -81,7 +82,7 @@ class Network:
                     raise ConnectionError("no such node")
                 wire = b"".join(bytes(c) for c in encode_request(request, 1))[4:]
                 decoded = decode_request(wire)
-                response = await target.handle(decoded.body)
+                response = await target.handle(kio_body(decoded))
                 if source in network.down or node_id in network.down:
                     raise ConnectionError("down")
                 frame = b"".join(bytes(c) for c in encode_response(decoded.header, response))
