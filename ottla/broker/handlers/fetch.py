@@ -295,54 +295,75 @@ def _read_all(
     incremental: bool,
     replica: int | None = None,
 ) -> list[_Read]:
+    """Read every partition of the fetch. In an incremental session a partition with
+    nothing new (no records, no error, the high watermark and log start the session
+    last sent) is left out here already: a follower's session holds every partition
+    it follows from this leader, and this runs for each of its fetches."""
     reads = []
     budget = max_bytes
     first = True
+    now_ms = broker.clock() if replica is not None else 0
+    topic_ids: dict[str, uuid.UUID] = {}
+
+    def read_of(topic: str, index: int, code: ErrorCode, high: int = -1, start: int = -1) -> _Read:
+        topic_id = topic_ids.get(topic)
+        if topic_id is None:
+            image = broker.image.topic(topic)
+            topic_id = topic_ids[topic] = image.topic_id if image else _ZERO_UUID
+        read = _Read(topic, topic_id, index, code, high, start)
+        reads.append(read)
+        return read
+
     for (topic, index), state in fetch_set.items():
-        image = broker.image.topic(topic)
-        topic_id = image.topic_id if image else _ZERO_UUID
         partition = broker.partition(topic, index)
         if partition is None:
+            image = broker.image.topic(topic)
             code = (
                 ErrorCode.not_leader_or_follower
                 if image is not None and index in image.partitions
                 else ErrorCode.unknown_topic_or_partition
             )
-            reads.append(_Read(topic, topic_id, index, code))
+            read_of(topic, index, code)
             continue
-        read = _Read(
-            topic,
-            topic_id,
-            index,
-            ErrorCode.none,
-            partition.high_watermark,
-            partition.log_start_offset,
-        )
-        reads.append(read)
-        if state.current_leader_epoch >= 0 and state.current_leader_epoch != partition.leader_epoch:
-            read.error_code = (
+        high_watermark = partition.high_watermark
+        log_start = partition.log_start_offset
+        leader_epoch = state.current_leader_epoch
+        if leader_epoch >= 0 and leader_epoch != partition.leader_epoch:
+            code = (
                 ErrorCode.fenced_leader_epoch
-                if state.current_leader_epoch < partition.leader_epoch
+                if leader_epoch < partition.leader_epoch
                 else ErrorCode.unknown_leader_epoch
             )
+            read_of(topic, index, code, high_watermark, log_start)
             continue
         offset = state.fetch_offset
-        end = read.high_watermark
+        end = high_watermark
         if replica is not None:
             diverging = _diverging(partition, offset, state.last_fetched_epoch)
             if diverging is not None:
-                read.diverging = diverging
+                read_of(
+                    topic, index, ErrorCode.none, high_watermark, log_start
+                ).diverging = diverging
                 continue
-            if partition.log_start_offset <= offset <= partition.log_end_offset:
-                partition.follower_fetched(replica, offset, broker.clock())
+            log_end = partition.log_end_offset
+            if log_start <= offset <= log_end:
+                partition.follower_fetched(replica, offset, now_ms)
                 broker.isr.maybe_expand(partition, replica)
-                read.high_watermark = partition.high_watermark
-            end = partition.log_end_offset
-        if offset < partition.log_start_offset or offset > partition.log_end_offset:
-            read.error_code = ErrorCode.offset_out_of_range
+                high_watermark = partition.high_watermark
+            end = log_end
+        if offset < log_start or offset > partition.log_end_offset:
+            read_of(topic, index, ErrorCode.offset_out_of_range, high_watermark, log_start)
             continue
         if offset >= end or (budget <= 0 and not first):
+            if (
+                incremental
+                and state.high_watermark == high_watermark
+                and state.log_start_offset == log_start
+            ):
+                continue  # nothing new: not in this incremental response
+            read_of(topic, index, ErrorCode.none, high_watermark, log_start)
             continue
+        read = read_of(topic, index, ErrorCode.none, high_watermark, log_start)
         limit = min(state.max_bytes, budget) if not first else state.max_bytes
         lease = partition.read(
             offset, max(limit, 0), min_one_batch=first, max_offset=None if replica is None else end
