@@ -12,7 +12,8 @@ restarted one is back in every ISR. Proves:
 
 (1) every record the producer had acknowledged was consumed, and every record is stored
     once (the idempotent producer's state moved with partition leadership: its retries
-    to a new leader were deduplicated);
+    to a new leader were deduplicated), except a second copy under a bumped producer
+    epoch, which librdkafka itself causes (see `_assert_epoch_bump_copy`);
 (2) the group coordinator moved with the leadership of the group's `__consumer_offsets`
     partition (its leader was stopped at least once) and the group's committed offsets
     survived every move: `committed()` from a new consumer equals the last offsets whose
@@ -26,6 +27,7 @@ restarted one is back in every ISR. Proves:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -35,7 +37,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ottla.broker.groups.coordinator import java_string_hashcode
-from tests.integration.wire import Wire, metadata
+from ottla.protocol import iter_batches
+from tests.integration.wire import Wire, fetch_partition, metadata
 from tests.netns.harness import NetnsCluster, until
 
 TOPIC = "rolling"
@@ -83,6 +86,35 @@ def _partitions(cluster: NetnsCluster, topic: str) -> dict[int, tuple[int, list[
             for p in response.topics[0].partitions
         }
     return {}
+
+
+def _producer_epoch_at(cluster: NetnsCluster, partition: int, offset: int) -> int:
+    """The producer epoch of the batch holding `offset` of TOPIC's `partition`."""
+    leader, _ = _partitions(cluster, TOPIC)[partition]
+    with Wire(cluster.nodes[leader].bootstrap) as wire:
+        data = fetch_partition(wire, TOPIC, partition, offset)
+    for batch in iter_batches(bytes(data.records or b"")):
+        if batch.base_offset <= offset <= batch.last_offset:
+            return int(batch.producer_epoch)
+    raise AssertionError(f"offset {offset} of partition {partition} not fetched")
+
+
+def _assert_epoch_bump_copy(
+    cluster: NetnsCluster, value: int, first: tuple[int, int], second: tuple[int, int]
+) -> None:
+    """A record stored twice is allowed only as librdkafka's epoch-bump re-send: when
+    a request fails during a leader move with others in flight, librdkafka bumps the
+    producer epoch and re-sends, under the new epoch from sequence 0, a record that
+    may already be stored (confluentinc/librdkafka#4953; Apache Kafka stores it twice
+    too). A second copy under the same epoch would be ottla failing to deduplicate."""
+    assert first[0] == second[0], f"value {value} stored in partitions {first} and {second}"
+    epochs = [
+        _producer_epoch_at(cluster, partition, offset) for partition, offset in (first, second)
+    ]
+    assert epochs[1] > epochs[0], (
+        f"value {value} stored twice under producer epoch {epochs[0]}: at {first} and {second}"
+    )
+    print(f"value {value}: a second copy at {second} after an epoch bump {epochs}")
 
 
 def _all_in_sync(cluster: NetnsCluster) -> bool:
@@ -264,10 +296,15 @@ def test_rolling_restart_keeps_records_and_committed_offsets(netns_cluster: Netn
     # producer's retries across leader moves were deduplicated by the new leaders.
     assert acked and not acked - consumer.values()
     assert not producer.errors, producer.errors[:5]
+    # The helper that tells a librdkafka epoch-bump copy from a failed deduplication
+    # reads batch headers: the producer's first batch was written under epoch 0.
+    assert _producer_epoch_at(netns_cluster, 0, 0) == 0
     stored_at: dict[int, tuple[int, int]] = {}
     for kind, partition, offset, value in consumer.events:
         if kind == "record":
-            assert stored_at.setdefault(value, (partition, offset)) == (partition, offset), value
+            first = stored_at.setdefault(value, (partition, offset))
+            if first != (partition, offset):
+                _assert_epoch_bump_copy(netns_cluster, value, first, (partition, offset))
 
     # (3) re-deliveries only at or after the last acknowledged commit of the partition.
     committed: dict[int, int] = {}
@@ -319,3 +356,20 @@ def test_rolling_restart_keeps_records_and_committed_offsets(netns_cluster: Netn
         f"{len(consumer.commit_errors)} failed commits, "
         f"{len(producer.errors)} delivery errors, {elapsed:.1f} s"
     )
+
+
+def test_only_an_epoch_bump_copy_passes_as_a_second_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The duplicate check above: a bumped epoch passes; the same epoch, or another
+    partition, fails."""
+    epochs = {(2, 679): 0, (2, 680): 1, (2, 681): 0, (1, 5): 1}
+    monkeypatch.setattr(
+        sys.modules[__name__],
+        "_producer_epoch_at",
+        lambda _cluster, partition, offset: epochs[partition, offset],
+    )
+    cluster: Any = None
+    _assert_epoch_bump_copy(cluster, 1904, (2, 679), (2, 680))
+    with pytest.raises(AssertionError, match="twice under producer epoch 0"):
+        _assert_epoch_bump_copy(cluster, 1904, (2, 679), (2, 681))
+    with pytest.raises(AssertionError, match="in partitions"):
+        _assert_epoch_bump_copy(cluster, 1904, (2, 679), (1, 5))
