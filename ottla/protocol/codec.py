@@ -4,8 +4,9 @@
 the body with kio's native reader; `encode_response(...)` writes the response body
 with ottla's generated writers (`writer.py`, kio's bytes at a fraction of the cost)
 and frames it. Both are sans-IO. Fetch v12+, the API on every replicated write's
-path, is read and written by hand in both directions (`fetch_wire.py`): its request
-body is a `FetchRequestBody` (kio's field names; `kio_body` gives kio's entity), a
+path, is read and written by hand in both directions (`fetch_wire.py`), and Produce v3+
+requests are read by hand (`produce_wire.py`, records as views of the frame): their
+bodies are plain objects with kio's field names (`kio_body` gives kio's entity); a
 handler may answer with an `EncodedBody`, and a `FetchRequestBody` sent by a replica
 fetcher gets its response read by hand too.
 
@@ -21,6 +22,7 @@ invalid UTF-8 and trailing garbage alike.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,12 @@ from ottla.protocol.header import (
     response_header_version,
 )
 from ottla.protocol.lengths import check_lengths
+from ottla.protocol.produce_wire import (
+    PRODUCE_API_KEY,
+    PRODUCE_BY_HAND_MIN,
+    ProduceRequestBody,
+    read_produce_request,
+)
 from ottla.protocol.writer import Refs, chunks, compiled_writer
 
 __all__ = [
@@ -97,7 +105,7 @@ def kio_body(request: DecodedRequest) -> Any:
     """The request's body as kio's entity, also where it was read by hand (Fetch v12+,
     fetch_wire.py): for code that takes kio's types (the Raft driver) and tests."""
     body = request.body
-    if isinstance(body, FetchRequestBody):
+    if isinstance(body, FetchRequestBody | ProduceRequestBody):
         version = request.api_version
         return body.to_kio(request.spec.request_module(version), request.spec.request_type(version))
     return body
@@ -141,15 +149,17 @@ def decode_request(
             raise UnsupportedRequest(header, str(error)) from None
     assert spec is not None
     header = decode_request_header(frame, spec.flexible(api_version))
-    # Fetch v12+, the hot API, is read by hand (fetch_wire.py), bounds-checked as it goes.
-    by_hand = api_key == FETCH_API_KEY and api_version >= FETCH_FLEXIBLE_MIN
+    # Fetch v12+ and Produce v3+, the hot APIs, are read by hand (fetch_wire.py,
+    # produce_wire.py), bounds-checked as they go.
+    hand_reader = _BY_HAND.get(api_key)
+    by_hand = hand_reader is not None and api_version >= hand_reader[0]
     if not by_hand:
         # kio's reader trusts array counts when it allocates; an absurd one aborts the
         # process.
         check_lengths(_request_type(spec, api_version), frame, header.body_offset)
     try:
-        if by_hand:
-            body = read_fetch_request(frame, header.body_offset, api_version)
+        if hand_reader is not None and by_hand:
+            body = hand_reader[1](frame, header.body_offset, api_version)
         else:
             body, _ = spec.request_reader(api_version)(frame, header.body_offset)
     except _DECODE_ERRORS as error:
@@ -162,6 +172,12 @@ def decode_request(
     # where the compact count is one byte, leaving 3 trailing bytes.
     return DecodedRequest(header=header, body=body, spec=spec)
 
+
+# api key -> (first version read by hand, its reader)
+_BY_HAND: dict[int, tuple[int, Callable[[Any, int, int], Any]]] = {
+    FETCH_API_KEY: (FETCH_FLEXIBLE_MIN, read_fetch_request),
+    PRODUCE_API_KEY: (PRODUCE_BY_HAND_MIN, read_produce_request),
+}
 
 _REQUEST_TYPES: dict[tuple[int, int], type[Any]] = {}
 

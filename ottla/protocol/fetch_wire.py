@@ -13,8 +13,9 @@ So the flexible versions (v12-v17) are read and written here directly with
 handlers read them the same way). The bytes are kio's: the tests read and write
 random requests and responses of every version both ways and compare.
 
-Reading is bounds-checked as it goes (a truncated or absurd frame raises
-`ProtocolError`, never allocates by a claimed count); unknown tagged fields are
+Reading is bounds-checked as it goes (wire_read.py: a truncated or absurd frame raises
+ValueError, which codec.py reports as INVALID_REQUEST; never an allocation by a claimed
+count); unknown tagged fields are
 skipped, as Kafka does (KIP-482). Versions below 12 keep the kio path.
 """
 
@@ -25,7 +26,14 @@ import struct
 import uuid
 from typing import Any, NamedTuple
 
-from ottla.protocol.errors import ErrorCode, ProtocolError
+from ottla.protocol.wire_read import (
+    compact_count,
+    compact_string,
+    skip_tags,
+    topic_key,
+    unpack,
+    uvarint,
+)
 from ottla.protocol.writer import REFERENCE_BYTES_MIN, Refs, write_uvarint
 
 __all__ = [
@@ -213,89 +221,6 @@ class FetchRequestBody:
         return request_type(**fields)
 
 
-def _malformed(why: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.invalid_request, f"malformed Fetch v12+ message: {why}")
-
-
-def _uvarint(frame: Any, o: int) -> tuple[int, int]:
-    """(value, next offset) of the unsigned varint at `o` (at most 5 bytes)."""
-    value = 0
-    shift = 0
-    while True:
-        if o >= len(frame):
-            raise _malformed("truncated varint")
-        byte = frame[o]
-        o += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, o
-        shift += 7
-        if shift > 28:
-            raise _malformed("varint longer than 5 bytes")
-
-
-def _count(frame: Any, o: int, what: str) -> tuple[int, int]:
-    """A compact array's element count (non-nullable), checked against what is left."""
-    n, o = _uvarint(frame, o)
-    if n == 0:
-        raise _malformed(f"null {what}")
-    n -= 1
-    if n > len(frame) - o:
-        raise _malformed(f"{what} claims {n} elements with {len(frame) - o} bytes left")
-    return n, o
-
-
-def _string(frame: Any, o: int, nullable: bool = False) -> tuple[str | None, int]:
-    n, o = _uvarint(frame, o)
-    if n == 0:
-        if nullable:
-            return None, o
-        raise _malformed("null string")
-    end = o + n - 1
-    if end > len(frame):
-        raise _malformed("string runs past the end of the frame")
-    try:
-        return bytes(frame[o:end]).decode(), end
-    except UnicodeDecodeError:
-        raise _malformed("string is not UTF-8") from None
-
-
-def _uuid(frame: Any, o: int) -> tuple[uuid.UUID | None, int]:
-    """A uuid; all zeros reads as None, as kio reads it."""
-    end = o + _UUID_SIZE
-    if end > len(frame):
-        raise _malformed("truncated uuid")
-    raw = bytes(frame[o:end])
-    return (uuid.UUID(bytes=raw) if raw != _ZERO_UUID_BYTES else None), end
-
-
-def _topic_key(frame: Any, o: int, by_id: bool) -> tuple[str | None, uuid.UUID | None, int]:
-    """(name, id, next offset): a topic is named up to v12, by id from v13."""
-    if by_id:
-        topic_id, o = _uuid(frame, o)
-        return None, topic_id, o
-    topic, o = _string(frame, o)
-    return topic, None, o
-
-
-def _skip_tags(frame: Any, o: int) -> int:
-    """Skip a tagged-field section whose tags this version does not define."""
-    count, o = _uvarint(frame, o)
-    for _ in range(count):
-        _, o = _uvarint(frame, o)
-        size, o = _uvarint(frame, o)
-        o += size
-        if o > len(frame):
-            raise _malformed("tagged field runs past the end of the frame")
-    return o
-
-
-def _unpack(layout: struct.Struct, frame: Any, o: int) -> tuple[Any, ...]:
-    if o + layout.size > len(frame):
-        raise _malformed("truncated")
-    return layout.unpack_from(frame, o)
-
-
 def read_fetch_request(frame: Any, o: int, version: int) -> FetchRequestBody:
     """The Fetch v12+ request body starting at `o` (bytes after it are ignored)."""
     if not FETCH_FLEXIBLE_MIN <= version <= FETCH_MAX_VERSION:
@@ -303,7 +228,7 @@ def read_fetch_request(frame: Any, o: int, version: int) -> FetchRequestBody:
     body = FetchRequestBody(version)
     by_id = version >= 13
     if version < 15:
-        (body.replica_id,) = _unpack(_INT32, frame, o)
+        (body.replica_id,) = unpack(_INT32, frame, o)
         o += 4
     (
         body.max_wait_ms,
@@ -312,31 +237,31 @@ def read_fetch_request(frame: Any, o: int, version: int) -> FetchRequestBody:
         body.isolation_level,
         body.session_id,
         body.session_epoch,
-    ) = _unpack(_REQUEST_FIXED, frame, o)
+    ) = unpack(_REQUEST_FIXED, frame, o)
     o += _REQUEST_FIXED.size
-    count, o = _count(frame, o, "topics")
+    count, o = compact_count(frame, o, "topics")
     for _ in range(count):
-        topic, topic_id, o = _topic_key(frame, o, by_id)
-        n, o = _count(frame, o, "partitions")
+        topic, topic_id, o = topic_key(frame, o, by_id)
+        n, o = compact_count(frame, o, "partitions")
         partitions = []
         for _ in range(n):
-            partition = FetchPartitionRequest(*_unpack(_PARTITION_FIXED, frame, o))
+            partition = FetchPartitionRequest(*unpack(_PARTITION_FIXED, frame, o))
             o += _PARTITION_FIXED.size
             o = _partition_tags(frame, o, partition, version)
             partitions.append(partition)
-        o = _skip_tags(frame, o)
+        o = skip_tags(frame, o)
         body.topics.append(FetchTopic(topic, topic_id, partitions))
-    count, o = _count(frame, o, "forgotten topics")
+    count, o = compact_count(frame, o, "forgotten topics")
     for _ in range(count):
-        topic, topic_id, o = _topic_key(frame, o, by_id)
-        n, o = _count(frame, o, "forgotten partitions")
+        topic, topic_id, o = topic_key(frame, o, by_id)
+        n, o = compact_count(frame, o, "forgotten partitions")
         if o + 4 * n > len(frame):
-            raise _malformed("truncated forgotten partitions")
+            raise ValueError("truncated forgotten partitions")
         indexes = list(struct.unpack_from(f">{n}i", frame, o))
         o += 4 * n
-        o = _skip_tags(frame, o)
+        o = skip_tags(frame, o)
         body.forgotten_topics_data.append(FetchTopic(topic, topic_id, indexes))
-    rack_id, o = _string(frame, o)
+    rack_id, o = compact_string(frame, o)
     body.rack_id = rack_id or ""
     _body_tags(frame, o, body, version)
     return body
@@ -345,43 +270,43 @@ def read_fetch_request(frame: Any, o: int, version: int) -> FetchRequestBody:
 def _partition_tags(frame: Any, o: int, partition: FetchPartitionRequest, version: int) -> int:
     if o < len(frame) and frame[o] == 0:
         return o + 1  # the usual case: no tagged fields
-    count, o = _uvarint(frame, o)
+    count, o = uvarint(frame, o)
     for _ in range(count):
-        tag, o = _uvarint(frame, o)
-        size, o = _uvarint(frame, o)
+        tag, o = uvarint(frame, o)
+        size, o = uvarint(frame, o)
         end = o + size
         if end > len(frame):
-            raise _malformed("tagged field runs past the end of the frame")
+            raise ValueError("tagged field runs past the end of the frame")
         if tag == 0 and version >= 17:
             if size != _UUID_SIZE:
-                raise _malformed(f"replica directory id of {size} bytes")
+                raise ValueError(f"replica directory id of {size} bytes")
             partition.replica_directory_id = uuid.UUID(bytes=bytes(frame[o:end]))
         elif tag == 1 and version >= 18:
             if size != 8:
-                raise _malformed(f"high watermark of {size} bytes")
+                raise ValueError(f"high watermark of {size} bytes")
             (partition.high_watermark,) = _INT64.unpack_from(frame, o)
         o = end
     return o
 
 
 def _body_tags(frame: Any, o: int, body: FetchRequestBody, version: int) -> int:
-    count, o = _uvarint(frame, o)
+    count, o = uvarint(frame, o)
     for _ in range(count):
-        tag, o = _uvarint(frame, o)
-        size, o = _uvarint(frame, o)
+        tag, o = uvarint(frame, o)
+        size, o = uvarint(frame, o)
         end = o + size
         if end > len(frame):
-            raise _malformed("tagged field runs past the end of the frame")
+            raise ValueError("tagged field runs past the end of the frame")
         if tag == 0:
-            body.cluster_id, last = _string(frame, o, nullable=True)
+            body.cluster_id, last = compact_string(frame, o, nullable=True)
         elif tag == 1 and version >= 15:
-            replica_id, replica_epoch = _unpack(_REPLICA_STATE, frame, o)
+            replica_id, replica_epoch = unpack(_REPLICA_STATE, frame, o)
             body.replica_state = ReplicaStateRequest(replica_id, replica_epoch)
-            last = _skip_tags(frame, o + _REPLICA_STATE.size)
+            last = skip_tags(frame, o + _REPLICA_STATE.size)
         else:
             last = end
         if last != end:
-            raise _malformed(f"tagged field {tag} is {size} bytes, its value {last - o}")
+            raise ValueError(f"tagged field {tag} is {size} bytes, its value {last - o}")
         o = end
     return o
 
@@ -599,57 +524,57 @@ def read_fetch_response(frame: Any, o: int, version: int) -> tuple[FetchResponse
     """(Fetch v12+ response body at `o`, the offset after it). Record data is a view
     of `frame` (no copy: a replica fetch answer is megabytes)."""
     by_id = version >= 13
-    body = FetchResponseBody(*_unpack(_RESPONSE_FIXED, frame, o))
+    body = FetchResponseBody(*unpack(_RESPONSE_FIXED, frame, o))
     o += _RESPONSE_FIXED.size
-    count, o = _count(frame, o, "responses")
+    count, o = compact_count(frame, o, "responses")
     for _ in range(count):
-        topic, topic_id, o = _topic_key(frame, o, by_id)
-        n, o = _count(frame, o, "partitions")
+        topic, topic_id, o = topic_key(frame, o, by_id)
+        n, o = compact_count(frame, o, "partitions")
         partitions = []
         for _ in range(n):
-            data = PartitionDataResponse(*_unpack(_PARTITION_OUT, frame, o))
+            data = PartitionDataResponse(*unpack(_PARTITION_OUT, frame, o))
             o += _PARTITION_OUT.size
-            aborted, o = _uvarint(frame, o)
+            aborted, o = uvarint(frame, o)
             if aborted:
                 aborted -= 1
                 if aborted * 17 > len(frame) - o:
-                    raise _malformed(f"{aborted} aborted transactions claimed")
+                    raise ValueError(f"{aborted} aborted transactions claimed")
                 data.aborted_transactions = []
                 for _ in range(aborted):
-                    producer_id, first_offset = _unpack(_TWO_INT64, frame, o)
-                    o = _skip_tags(frame, o + 16)
+                    producer_id, first_offset = unpack(_TWO_INT64, frame, o)
+                    o = skip_tags(frame, o + 16)
                     data.aborted_transactions.append((producer_id, first_offset))
-            (data.preferred_read_replica,) = _unpack(_PREFERRED, frame, o)
+            (data.preferred_read_replica,) = unpack(_PREFERRED, frame, o)
             o += 4
-            size, o = _uvarint(frame, o)
+            size, o = uvarint(frame, o)
             if size:
                 end = o + size - 1
                 if end > len(frame):
-                    raise _malformed("records run past the end of the frame")
+                    raise ValueError("records run past the end of the frame")
                 data.records = (
                     frame[o:end] if isinstance(frame, memoryview) else memoryview(frame)[o:end]
                 )
                 o = end
             o = _response_partition_tags(frame, o, data)
             partitions.append(data)
-        o = _skip_tags(frame, o)
+        o = skip_tags(frame, o)
         body.responses.append(FetchTopic(topic, topic_id, partitions))
-    o = _skip_tags(frame, o)  # node_endpoints (v16+): not used by a replica fetcher
+    o = skip_tags(frame, o)  # node_endpoints (v16+): not used by a replica fetcher
     return body, o
 
 
 def _response_partition_tags(frame: Any, o: int, data: PartitionDataResponse) -> int:
     if o < len(frame) and frame[o] == 0:
         return o + 1
-    count, o = _uvarint(frame, o)
+    count, o = uvarint(frame, o)
     for _ in range(count):
-        tag, o = _uvarint(frame, o)
-        size, o = _uvarint(frame, o)
+        tag, o = uvarint(frame, o)
+        size, o = uvarint(frame, o)
         end = o + size
         if end > len(frame):
-            raise _malformed("tagged field runs past the end of the frame")
+            raise ValueError("tagged field runs past the end of the frame")
         if tag == 0:
-            epoch, end_offset = _unpack(_EPOCH_END, frame, o)
+            epoch, end_offset = unpack(_EPOCH_END, frame, o)
             data.diverging_epoch = EpochEndOffsetResponse(epoch, end_offset)
         o = end
     return o

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import io
 import types
 import typing
 from typing import Any
 
 from hypothesis import strategies as st
+from kio.serial import entity_writer
 
 from ottla.protocol import ErrorCode
 
@@ -88,3 +90,10 @@ def entities(entity_type: type[Any]) -> st.SearchStrategy[Any]:
         }
         strategy = _CACHE[entity_type] = st.builds(entity_type, **fields)
     return strategy
+
+
+def kio_bytes(entity: Any) -> bytes:
+    """`entity` as kio's own writer writes it."""
+    out = io.BytesIO()
+    entity_writer(type(entity))(out, entity)
+    return out.getvalue()

@@ -25,6 +25,7 @@ from ottla.protocol import (
     decode_request,
     encode_response,
     frame_size_prefix,
+    kio_body,
 )
 
 
@@ -49,10 +50,10 @@ def _produce_frame(records: bytes, version: int = 9) -> bytes:
 
 def test_every_buffer_type_decodes() -> None:
     frame = _produce_frame(b"batch")
-    expected = decode_request(frame).body
+    expected = kio_body(decode_request(frame))
     for buffer in (bytearray(frame), memoryview(bytearray(frame)), memoryview(frame)):
         decoded = decode_request(buffer)
-        assert decoded.body == expected
+        assert kio_body(decoded) == expected
         assert decoded.header.correlation_id == 5
 
 

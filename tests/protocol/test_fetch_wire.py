@@ -12,14 +12,13 @@ hand give kio's values; truncated responses are refused.
 from __future__ import annotations
 
 import datetime
-import io
 import uuid
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kio.serial import entity_reader, entity_writer
+from kio.serial import entity_reader
 
 from ottla.protocol import SUPPORTED_APIS, ErrorCode, ProtocolError, make
 from ottla.protocol.codec import (
@@ -40,7 +39,7 @@ from ottla.protocol.fetch_wire import (
 from ottla.protocol.header import decode_request_header, encode_request_header
 from ottla.protocol.writer import REFERENCE_BYTES_MIN, chunks
 
-from .strategies import entities
+from .strategies import entities, kio_bytes
 
 FETCH = SUPPORTED_APIS[1]
 VERSIONS = list(range(12, FETCH_MAX_VERSION + 1))
@@ -51,14 +50,8 @@ EXAMPLES = settings(
 )
 
 
-def _kio_bytes(entity: Any) -> bytes:
-    out = io.BytesIO()
-    entity_writer(type(entity))(out, entity)
-    return out.getvalue()
-
-
 def _read_back(entity: Any, version: int) -> Any:
-    body = read_fetch_request(_kio_bytes(entity), 0, version)
+    body = read_fetch_request(kio_bytes(entity), 0, version)
     return body.to_kio(FETCH.request_module(version), FETCH.request_type(version))
 
 
@@ -100,14 +93,14 @@ def _replica_fetch(version: int) -> Any:
 @given(data=st.data())
 def test_requests_read_as_kio_wrote_them(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(FETCH.request_type(version)), label="request")
-    as_kio_reads_it, _ = entity_reader(type(entity))(_kio_bytes(entity), 0)
+    as_kio_reads_it, _ = entity_reader(type(entity))(kio_bytes(entity), 0)
     assert _read_back(entity, version) == as_kio_reads_it
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_replica_fetch_reads_field_for_field(version: int) -> None:
     entity = _replica_fetch(version)
-    body = read_fetch_request(_kio_bytes(entity), 0, version)
+    body = read_fetch_request(kio_bytes(entity), 0, version)
     assert body.max_wait_ms == 500 and body.min_bytes == 1 and body.session_epoch == 4
     partition = body.topics[0].partitions[0]
     assert (partition.partition, partition.fetch_offset, partition.last_fetched_epoch) == (
@@ -123,7 +116,7 @@ def test_a_replica_fetch_reads_field_for_field(version: int) -> None:
 
 
 def _frame(entity: Any, version: int) -> bytes:
-    return encode_request_header(entity, 5, "client") + _kio_bytes(entity)
+    return encode_request_header(entity, 5, "client") + kio_bytes(entity)
 
 
 @pytest.mark.parametrize("version", [12, 15, FETCH_MAX_VERSION])
@@ -148,7 +141,7 @@ def test_an_absurd_topic_count_is_refused_before_any_allocation() -> None:
 
 def test_unknown_tagged_fields_are_skipped() -> None:
     entity = _replica_fetch(15)
-    raw = bytearray(_kio_bytes(entity))
+    raw = bytearray(kio_bytes(entity))
     # The body's tag section is last: one tag (replica_state). Add tag 9 (3 bytes).
     tags_at = len(raw) - (1 + 1 + 1 + 12 + 1)  # count, tag, size, 12 bytes, its tags
     assert raw[tags_at : tags_at + 3] == b"\x01\x01\x0d"
@@ -238,7 +231,7 @@ def test_responses_are_kios_bytes(
 ) -> None:
     body = write_fetch_response(version, error, session_id, topics)
     assert isinstance(body, EncodedBody) and not body.refs
-    assert bytes(body.buf) == _kio_bytes(_kio_response(version, error, session_id, topics))
+    assert bytes(body.buf) == kio_bytes(_kio_response(version, error, session_id, topics))
 
 
 def test_large_records_stay_by_reference_and_frame_like_kio() -> None:
@@ -264,13 +257,13 @@ def test_large_records_stay_by_reference_and_frame_like_kio() -> None:
 @given(data=st.data())
 def test_requests_written_by_hand_are_kios_bytes(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(FETCH.request_type(version)), label="request")
-    raw = _kio_bytes(entity)
+    raw = kio_bytes(entity)
     assert bytes(write_fetch_request(read_fetch_request(raw, 0, version))) == raw
 
 
 def test_a_replica_request_frames_and_decodes_back() -> None:
     entity = _replica_fetch(15)
-    body = read_fetch_request(_kio_bytes(entity), 0, 15)
+    body = read_fetch_request(kio_bytes(entity), 0, 15)
     frame = b"".join(bytes(c) for c in encode_request(body, 41, "ottla-replica"))
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4
     decoded = decode_request(frame[4:])
@@ -320,14 +313,14 @@ def _same_response(entity: Any, body: Any) -> None:
 @given(data=st.data())
 def test_responses_read_as_kio_wrote_them(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(FETCH.response_type(version)), label="response")
-    raw = _kio_bytes(entity)
+    raw = kio_bytes(entity)
     body, end = read_fetch_response(memoryview(raw), 0, version)
     assert end == len(raw)
     _same_response(entity, body)
 
 
 def test_a_response_to_a_hand_written_request_is_read_by_hand() -> None:
-    request = read_fetch_request(_kio_bytes(_replica_fetch(15)), 0, 15)
+    request = read_fetch_request(kio_bytes(_replica_fetch(15)), 0, 15)
     topics: list[Any] = [(None, uuid.uuid4(), [(3, 0, 20, 20, 0, None, b"records", (4, 17))])]
     header = decode_request_header(_frame(_replica_fetch(15), 15), flexible=True)
     frame = b"".join(
