@@ -30,6 +30,7 @@ from ottla.protocol.wire_read import (
     compact_count,
     compact_string,
     skip_tags,
+    tagged_fields,
     topic_key,
     unpack,
     uvarint,
@@ -268,46 +269,32 @@ def read_fetch_request(frame: Any, o: int, version: int) -> FetchRequestBody:
 
 
 def _partition_tags(frame: Any, o: int, partition: FetchPartitionRequest, version: int) -> int:
-    if o < len(frame) and frame[o] == 0:
-        return o + 1  # the usual case: no tagged fields
-    count, o = uvarint(frame, o)
-    for _ in range(count):
-        tag, o = uvarint(frame, o)
-        size, o = uvarint(frame, o)
-        end = o + size
-        if end > len(frame):
-            raise ValueError("tagged field runs past the end of the frame")
+    fields, o = tagged_fields(frame, o)
+    for tag, start, end in fields:
         if tag == 0 and version >= 17:
-            if size != _UUID_SIZE:
-                raise ValueError(f"replica directory id of {size} bytes")
-            partition.replica_directory_id = uuid.UUID(bytes=bytes(frame[o:end]))
+            if end - start != _UUID_SIZE:
+                raise ValueError(f"replica directory id of {end - start} bytes")
+            partition.replica_directory_id = uuid.UUID(bytes=bytes(frame[start:end]))
         elif tag == 1 and version >= 18:
-            if size != 8:
-                raise ValueError(f"high watermark of {size} bytes")
-            (partition.high_watermark,) = _INT64.unpack_from(frame, o)
-        o = end
+            if end - start != 8:
+                raise ValueError(f"high watermark of {end - start} bytes")
+            (partition.high_watermark,) = _INT64.unpack_from(frame, start)
     return o
 
 
 def _body_tags(frame: Any, o: int, body: FetchRequestBody, version: int) -> int:
-    count, o = uvarint(frame, o)
-    for _ in range(count):
-        tag, o = uvarint(frame, o)
-        size, o = uvarint(frame, o)
-        end = o + size
-        if end > len(frame):
-            raise ValueError("tagged field runs past the end of the frame")
+    fields, o = tagged_fields(frame, o)
+    for tag, start, end in fields:
         if tag == 0:
-            body.cluster_id, last = compact_string(frame, o, nullable=True)
+            body.cluster_id, last = compact_string(frame, start, nullable=True)
         elif tag == 1 and version >= 15:
-            replica_id, replica_epoch = unpack(_REPLICA_STATE, frame, o)
+            replica_id, replica_epoch = unpack(_REPLICA_STATE, frame, start)
             body.replica_state = ReplicaStateRequest(replica_id, replica_epoch)
-            last = skip_tags(frame, o + _REPLICA_STATE.size)
+            last = skip_tags(frame, start + _REPLICA_STATE.size)
         else:
             last = end
         if last != end:
-            raise ValueError(f"tagged field {tag} is {size} bytes, its value {last - o}")
-        o = end
+            raise ValueError(f"tagged field {tag} is {end - start} bytes, its value {last - start}")
     return o
 
 
@@ -564,17 +551,8 @@ def read_fetch_response(frame: Any, o: int, version: int) -> tuple[FetchResponse
 
 
 def _response_partition_tags(frame: Any, o: int, data: PartitionDataResponse) -> int:
-    if o < len(frame) and frame[o] == 0:
-        return o + 1
-    count, o = uvarint(frame, o)
-    for _ in range(count):
-        tag, o = uvarint(frame, o)
-        size, o = uvarint(frame, o)
-        end = o + size
-        if end > len(frame):
-            raise ValueError("tagged field runs past the end of the frame")
+    fields, o = tagged_fields(frame, o)
+    for tag, start, _ in fields:
         if tag == 0:
-            epoch, end_offset = unpack(_EPOCH_END, frame, o)
-            data.diverging_epoch = EpochEndOffsetResponse(epoch, end_offset)
-        o = end
+            data.diverging_epoch = EpochEndOffsetResponse(*unpack(_EPOCH_END, frame, start))
     return o

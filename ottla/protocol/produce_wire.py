@@ -169,18 +169,11 @@ def read_produce_request(frame: Any, o: int, version: int) -> ProduceRequestBody
             elif size != -1:
                 raise ValueError(f"records of length {size}")
             if flexible:
-                o = _tags(frame, o)
+                o = skip_tags(frame, o)
             partitions.append(ProducePartitionData(index, records))
         if flexible:
-            o = _tags(frame, o)
+            o = skip_tags(frame, o)
         body.topic_data.append(ProduceTopicData(name, topic_id, partitions))
     if flexible:
-        _tags(frame, o)
+        skip_tags(frame, o)
     return body
-
-
-def _tags(frame: Any, o: int) -> int:
-    """Skip a tagged-field section (none are defined for Produce requests)."""
-    if o < len(frame) and frame[o] == 0:
-        return o + 1
-    return skip_tags(frame, o)

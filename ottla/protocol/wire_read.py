@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "legacy_count",
     "legacy_string",
     "skip_tags",
+    "tagged_fields",
     "topic_key",
     "unpack",
     "uuid_or_none",
@@ -87,16 +89,27 @@ def topic_key(frame: Any, o: int, by_id: bool) -> tuple[str | None, uuid.UUID | 
     return topic, None, o
 
 
+def tagged_fields(frame: Any, o: int) -> tuple[Sequence[tuple[int, int, int]], int]:
+    """A tagged-field section: ([(tag, start, end) of each value], the offset after it).
+    The usual empty section costs one comparison."""
+    if o < len(frame) and frame[o] == 0:
+        return (), o + 1
+    count, o = uvarint(frame, o)
+    fields = []
+    for _ in range(count):
+        tag, o = uvarint(frame, o)
+        size, o = uvarint(frame, o)
+        end = o + size
+        if end > len(frame):
+            raise ValueError("tagged field runs past the end of the frame")
+        fields.append((tag, o, end))
+        o = end
+    return fields, o
+
+
 def skip_tags(frame: Any, o: int) -> int:
     """Skip a tagged-field section whose tags this version does not define."""
-    count, o = uvarint(frame, o)
-    for _ in range(count):
-        _, o = uvarint(frame, o)
-        size, o = uvarint(frame, o)
-        o += size
-        if o > len(frame):
-            raise ValueError("tagged field runs past the end of the frame")
-    return o
+    return tagged_fields(frame, o)[1]
 
 
 def unpack(layout: struct.Struct, frame: Any, o: int) -> tuple[Any, ...]:

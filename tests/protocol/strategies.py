@@ -16,6 +16,7 @@ import types
 import typing
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from kio.serial import entity_writer
 
@@ -97,3 +98,11 @@ def kio_bytes(entity: Any) -> bytes:
     out = io.BytesIO()
     entity_writer(type(entity))(out, entity)
     return out.getvalue()
+
+
+# Settings of the tests that compare a hand-written reader or writer with kio.
+WIRE_EXAMPLES = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from kio.serial import entity_reader
 
@@ -39,15 +39,10 @@ from ottla.protocol.fetch_wire import (
 from ottla.protocol.header import decode_request_header, encode_request_header
 from ottla.protocol.writer import REFERENCE_BYTES_MIN, chunks
 
-from .strategies import entities, kio_bytes
+from .strategies import WIRE_EXAMPLES, entities, kio_bytes
 
 FETCH = SUPPORTED_APIS[1]
 VERSIONS = list(range(12, FETCH_MAX_VERSION + 1))
-EXAMPLES = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 def _read_back(entity: Any, version: int) -> Any:
@@ -89,7 +84,7 @@ def _replica_fetch(version: int) -> Any:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@EXAMPLES
+@WIRE_EXAMPLES
 @given(data=st.data())
 def test_requests_read_as_kio_wrote_them(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(FETCH.request_type(version)), label="request")
@@ -224,7 +219,7 @@ def _kio_response(version: int, error: int, session_id: int, topics: list[Any]) 
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@EXAMPLES
+@WIRE_EXAMPLES
 @given(error=st.sampled_from([0, 70, 71]), session_id=_int32, topics=_topics)
 def test_responses_are_kios_bytes(
     version: int, error: int, session_id: int, topics: list[Any]
@@ -253,7 +248,7 @@ def test_large_records_stay_by_reference_and_frame_like_kio() -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@EXAMPLES
+@WIRE_EXAMPLES
 @given(data=st.data())
 def test_requests_written_by_hand_are_kios_bytes(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(FETCH.request_type(version)), label="request")
@@ -309,7 +304,7 @@ def _same_response(entity: Any, body: Any) -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@EXAMPLES
+@WIRE_EXAMPLES
 @given(data=st.data())
 def test_responses_read_as_kio_wrote_them(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(FETCH.response_type(version)), label="response")

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from kio.serial import entity_reader
 
@@ -23,15 +23,10 @@ from ottla.protocol.codec import decode_request, kio_body
 from ottla.protocol.header import decode_request_header, encode_request_header
 from ottla.protocol.produce_wire import PRODUCE_MAX_VERSION, read_produce_request
 
-from .strategies import entities, kio_bytes
+from .strategies import WIRE_EXAMPLES, entities, kio_bytes
 
 PRODUCE = SUPPORTED_APIS[0]
 VERSIONS = list(range(3, PRODUCE_MAX_VERSION + 1))
-EXAMPLES = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 def _request(version: int, records: bytes | None = b"records!") -> Any:
@@ -57,7 +52,7 @@ def _frame(entity: Any) -> bytes:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@EXAMPLES
+@WIRE_EXAMPLES
 @given(data=st.data())
 def test_requests_read_as_kio_reads_them(version: int, data: st.DataObject) -> None:
     entity = data.draw(entities(PRODUCE.request_type(version)), label="request")
