@@ -524,7 +524,7 @@ class Partition:
 
     def remove_waiter(self, callback: Callable[[], None]) -> None:
         for waiters in (self._waiters, self._replica_waiters):
-            with contextlib.suppress(ValueError):
+            if callback in waiters:  # not after a wake, which took the list
                 waiters.remove(callback)
 
 

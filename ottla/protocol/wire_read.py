@@ -29,6 +29,8 @@ __all__ = [
 
 _UUID_SIZE = 16
 _ZERO_UUID_BYTES = bytes(_UUID_SIZE)
+_UUIDS: dict[bytes, uuid.UUID] = {}  # uuids read so far (immutable objects), by their bytes
+_UUIDS_MAX = 4096
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 
@@ -72,12 +74,21 @@ def compact_string(frame: Any, o: int, nullable: bool = False) -> tuple[str | No
 
 
 def uuid_or_none(frame: Any, o: int) -> tuple[uuid.UUID | None, int]:
-    """A uuid; all zeros reads as None, as kio reads it."""
+    """A uuid; all zeros reads as None, as kio reads it. The same few topic ids arrive
+    in every fetch, and `uuid.UUID(bytes=...)` is slow Python: known ones are reused."""
     end = o + _UUID_SIZE
     if end > len(frame):
         raise ValueError("truncated uuid")
     raw = bytes(frame[o:end])
-    return (uuid.UUID(bytes=raw) if raw != _ZERO_UUID_BYTES else None), end
+    known = _UUIDS.get(raw)
+    if known is not None:
+        return known, end
+    if raw == _ZERO_UUID_BYTES:
+        return None, end
+    if len(_UUIDS) >= _UUIDS_MAX:
+        _UUIDS.clear()  # ids of deleted topics, or a client sending random ones
+    made = _UUIDS[raw] = uuid.UUID(bytes=raw)
+    return made, end
 
 
 def topic_key(frame: Any, o: int, by_id: bool) -> tuple[str | None, uuid.UUID | None, int]:

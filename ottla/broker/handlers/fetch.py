@@ -252,7 +252,9 @@ class _DelayedFetch:
     def _read_again(self) -> None:
         self._unpark()
         broker = self.broker
-        reads = _read_all(broker, self.fetch_set, self.max_bytes, self.incremental, self.replica)
+        reads = _read_all(
+            broker, self.fetch_set, self.max_bytes, self.incremental, self.replica, again=True
+        )
         if sum(r.size for r in reads) < self.min_bytes and not self.expired and not broker.stopping:
             _release(reads)
             self._park()
@@ -294,15 +296,20 @@ def _read_all(
     max_bytes: int,
     incremental: bool,
     replica: int | None = None,
+    again: bool = False,
 ) -> list[_Read]:
     """Read every partition of the fetch. In an incremental session a partition with
     nothing new (no records, no error, the high watermark and log start the session
     last sent) is left out here already: a follower's session holds every partition
-    it follows from this leader, and this runs for each of its fetches."""
+    it follows from this leader, and this runs for each of its fetches.
+
+    A follower's fetch offset is its log end offset: it is recorded (and may move the
+    high watermark or the ISR) when the request arrives, not `again` when a parked
+    fetch reads once more (Kafka's DelayedFetch does not either)."""
     reads = []
     budget = max_bytes
     first = True
-    now_ms = broker.clock() if replica is not None else 0
+    now_ms = broker.clock() if replica is not None and not again else 0
     topic_ids: dict[str, uuid.UUID] = {}
 
     def read_of(topic: str, index: int, code: ErrorCode, high: int = -1, start: int = -1) -> _Read:
@@ -346,7 +353,7 @@ def _read_all(
                 ).diverging = diverging
                 continue
             log_end = partition.log_end_offset
-            if log_start <= offset <= log_end:
+            if not again and log_start <= offset <= log_end:
                 partition.follower_fetched(replica, offset, now_ms)
                 broker.isr.maybe_expand(partition, replica)
                 high_watermark = partition.high_watermark
