@@ -86,7 +86,10 @@ class Wire:
 
     def request(self, api_key: int, version: int, body: Any) -> Any:
         """Send a request and decode its response entity."""
-        correlation_id = self.send(api_key, version, body)
+        return self.receive(api_key, version, self.send(api_key, version, body))
+
+    def receive(self, api_key: int, version: int, correlation_id: int) -> Any:
+        """Decode the next response, which must answer `correlation_id` (from `send`)."""
         frame = self.recv_frame()
         assert struct.unpack_from(">i", frame)[0] == correlation_id
         offset = 4

@@ -29,41 +29,16 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from ottla.protocol import ErrorCode
 from tests.netns.harness import NetnsCluster, until
+from tests.netns.leader_faults import FAST_FAILOVER, State, topic_state
 
-SESSION_MS = 3000
 RECORDS = 200_000
 PARTITIONS = 3
 TOPIC = "failover"
 
 pytestmark = [
     pytest.mark.timeout(150),
-    pytest.mark.netns_overrides(
-        f"broker.session.timeout.ms={SESSION_MS}",
-        "broker.heartbeat.interval.ms=500",
-        "replica.lag.time.max.ms=3000",
-        "replica.fetch.backoff.ms=100",
-        "controller.quorum.election.timeout.ms=500",
-        "controller.quorum.fetch.timeout.ms=1000",
-        "controller.quorum.request.timeout.ms=1000",
-    ),
+    pytest.mark.netns_overrides(*FAST_FAILOVER),
 ]
-
-State = dict[int, tuple[int, int, tuple[int, ...]]]
-
-
-def _state(cluster: NetnsCluster, node_id: int) -> State:
-    """partition -> (leader, leader epoch, ISR) in `node_id`'s Metadata."""
-    for entry in cluster.metadata(node_id).topics:
-        if entry.name == TOPIC and entry.error_code is ErrorCode.none:
-            return {
-                int(p.partition_index): (
-                    int(p.leader_id),
-                    int(p.leader_epoch),
-                    tuple(sorted(int(r) for r in p.isr_nodes)),
-                )
-                for p in entry.partitions
-            }
-    return {}
 
 
 def _consume(bootstrap: str, expected: int, timeout_s: float = 60.0) -> dict[int, list[int]]:
@@ -116,7 +91,7 @@ def test_acks_all_idempotent_producer_loses_nothing_when_the_leader_is_killed(
     assert code is ErrorCode.none
 
     def settled() -> State | None:
-        state = _state(cluster, quorum_leader)
+        state = topic_state(cluster, quorum_leader, TOPIC)
         full = len(state) == PARTITIONS and all(i == (1, 2, 3) for _l, _e, i in state.values())
         return state if full else None
 
@@ -187,7 +162,7 @@ def test_acks_all_idempotent_producer_loses_nothing_when_the_leader_is_killed(
         f"partition {acked_after_kill[0] - killed_at:.2f} s after it"
     )
 
-    after = _state(cluster, survivors[0])
+    after = topic_state(cluster, survivors[0], TOPIC)
     for p in led:
         lead, epoch, _isr = after[p]
         assert lead in survivors, (p, after[p])

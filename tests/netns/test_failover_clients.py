@@ -33,8 +33,8 @@ from kafka import TopicPartition as KpTopicPartition
 
 from tests.integration.wire import Wire, metadata
 from tests.netns.harness import NetnsCluster, until
+from tests.netns.leader_faults import FAST_FAILOVER
 
-SESSION_MS = 3000
 TOPIC = "failover"
 BEFORE_KILL = 300  # records acknowledged before the leader is killed
 AFTER_KILL = 300  # records sent after the kill that must be acknowledged before stopping
@@ -44,15 +44,7 @@ CONSUME_DEADLINE_S = 30.0
 
 pytestmark = [
     pytest.mark.timeout(150),
-    pytest.mark.netns_overrides(
-        f"broker.session.timeout.ms={SESSION_MS}",
-        "broker.heartbeat.interval.ms=500",
-        "replica.lag.time.max.ms=3000",
-        "replica.fetch.backoff.ms=100",
-        "controller.quorum.election.timeout.ms=500",
-        "controller.quorum.fetch.timeout.ms=1000",
-        "controller.quorum.request.timeout.ms=1000",
-    ),
+    pytest.mark.netns_overrides(*FAST_FAILOVER),
 ]
 
 

@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from ottla.protocol import ErrorCode
 from tests.integration.clients import Confluent, Rec
 from tests.netns.harness import NetnsCluster, until
+from tests.netns.leader_faults import topic_state
 
 SESSION_MS = 3000
 
@@ -33,23 +34,6 @@ pytestmark = [
         f"broker.session.timeout.ms={SESSION_MS}", "broker.heartbeat.interval.ms=500"
     ),
 ]
-
-
-def _state(
-    cluster: NetnsCluster, node_id: int, topic: str
-) -> dict[int, tuple[int, int, tuple[int, ...]]]:
-    """partition -> (leader, leader epoch, ISR) in `node_id`'s Metadata."""
-    for entry in cluster.metadata(node_id).topics:
-        if entry.name == topic and entry.error_code is ErrorCode.none:
-            return {
-                int(p.partition_index): (
-                    int(p.leader_id),
-                    int(p.leader_epoch),
-                    tuple(sorted(int(r) for r in p.isr_nodes)),
-                )
-                for p in entry.partitions
-            }
-    return {}
 
 
 def test_leadership_moves_to_an_in_sync_replica_with_the_data(
@@ -64,7 +48,7 @@ def test_leadership_moves_to_an_in_sync_replica_with_the_data(
     )
 
     def settled() -> dict[int, tuple[int, int, tuple[int, ...]]] | None:
-        state = _state(cluster, quorum_leader, topic)
+        state = topic_state(cluster, quorum_leader, topic)
         full = len(state) == 3 and all(isr == (1, 2, 3) for _l, _e, isr in state.values())
         return state if full else None
 
@@ -100,7 +84,7 @@ def test_leadership_moves_to_an_in_sync_replica_with_the_data(
         for node_id in majority:
             if victim in cluster.broker_ids(node_id):
                 return False
-            state = _state(cluster, node_id, topic)
+            state = topic_state(cluster, node_id, topic)
             for p in led:
                 lead, epoch, isr = state[p]
                 if lead in (victim, -1) or epoch <= before[p][1] or victim in isr:
@@ -123,7 +107,9 @@ def test_leadership_moves_to_an_in_sync_replica_with_the_data(
         for node_id in cluster.nodes:
             if cluster.broker_ids(node_id) != [1, 2, 3]:
                 return False
-            if any(isr != (1, 2, 3) for _l, _e, isr in _state(cluster, node_id, topic).values()):
+            if any(
+                isr != (1, 2, 3) for _l, _e, isr in topic_state(cluster, node_id, topic).values()
+            ):
                 return False
         return True
 

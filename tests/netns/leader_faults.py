@@ -1,0 +1,214 @@
+"""What the tests of a faulty partition leader (cut off, paused) share: each node's view
+of a topic, the batches in a replica's partition directory, acks=all writes straight to
+one node or through a client, and a reader of one partition's keys."""
+
+from __future__ import annotations
+
+import datetime
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from ottla.protocol import ErrorCode, Record, build_batch
+from tests.integration.wire import kio_module
+from tests.netns.harness import NetnsCluster, until
+
+# How a leader that cannot reach the ISR answers an acks=all write (never NONE).
+REFUSALS = {
+    ErrorCode.not_enough_replicas,
+    ErrorCode.not_enough_replicas_after_append,
+    ErrorCode.request_timed_out,
+    ErrorCode.not_leader_or_follower,
+}
+# Broker settings for fast failure detection (every node).
+FAST_FAILOVER = (
+    "broker.session.timeout.ms=3000",
+    "broker.heartbeat.interval.ms=500",
+    "replica.lag.time.max.ms=3000",
+    "replica.fetch.backoff.ms=100",
+    "controller.quorum.election.timeout.ms=500",
+    "controller.quorum.fetch.timeout.ms=1000",
+    "controller.quorum.request.timeout.ms=1000",
+)
+
+State = dict[int, tuple[int, int, tuple[int, ...]]]
+
+
+def topic_state(cluster: NetnsCluster, node_id: int, topic: str) -> State:
+    """partition -> (leader, leader epoch, ISR) in `node_id`'s Metadata."""
+    for entry in cluster.metadata(node_id).topics:
+        if entry.name == topic and entry.error_code is ErrorCode.none:
+            return {
+                int(p.partition_index): (
+                    int(p.leader_id),
+                    int(p.leader_epoch),
+                    tuple(sorted(int(r) for r in p.isr_nodes)),
+                )
+                for p in entry.partitions
+            }
+    return {}
+
+
+def segment_batches(directory: Path) -> list[bytes]:
+    """The record batches in a partition directory's segment files, in offset order (the
+    active segment is preallocated: its zero-filled tail ends the scan)."""
+    batches: list[bytes] = []
+    for path in sorted(directory.glob("*.log")):
+        data = path.read_bytes()
+        position = 0
+        while position + 12 <= len(data):
+            (length,) = struct.unpack_from(">i", data, position + 8)
+            if length <= 0 or position + 12 + length > len(data):
+                break
+            batches.append(data[position : position + 12 + length])
+            position += 12 + length
+    return batches
+
+
+def log_end_offset(batches: list[bytes]) -> int:
+    if not batches:
+        return 0
+    (base_offset,) = struct.unpack_from(">q", batches[-1], 0)
+    (last_offset_delta,) = struct.unpack_from(">i", batches[-1], 23)  # after the CRC, attributes
+    return int(base_offset) + int(last_offset_delta) + 1
+
+
+def acks_all_produce(topic: str, partition: int, keys: list[bytes], timeout_ms: int) -> Any:
+    """A Produce v9 request (acks=-1) of one batch of `keys` to one partition."""
+    batch = build_batch([Record(key=k, value=b"x") for k in keys], base_timestamp=1)
+    module = kio_module(0, 9)
+    return module.ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout=datetime.timedelta(milliseconds=timeout_ms),
+        topic_data=(
+            module.TopicProduceData(
+                name=topic,
+                partition_data=(
+                    module.PartitionProduceData(index=partition, records=bytes(batch)),
+                ),
+            ),
+        ),
+    )
+
+
+def produce_error(response: Any) -> Any:
+    """The error code of a one-partition Produce response."""
+    return response.responses[0].partition_responses[0].error_code
+
+
+def produce_acked(bootstrap: str, topic: str, partition: int, keys: list[bytes]) -> None:
+    """Write `keys` with acks=all through confluent-kafka; each must be acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    errors: list[object] = []
+    for key in keys:
+        producer.produce(
+            topic,
+            key=key,
+            value=b"x",
+            partition=partition,
+            on_delivery=lambda e, _m: errors.append(e) if e else None,
+        )
+    assert producer.flush(30) == 0
+    assert errors == []
+
+
+def consume_keys(bootstrap: str, topic: str, partition: int, expected: int) -> list[bytes]:
+    """Keys of the partition from offset 0 until its end (polled with a deadline)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "checker",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    keys: list[bytes] = []
+    at_end = False
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and not (at_end and len(keys) >= expected):
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                at_end = at_end or error.code() == KafkaError._PARTITION_EOF
+                continue
+            at_end = False
+            keys.append(message.key() or b"")
+    finally:
+        consumer.close()
+    return keys
+
+
+def topic_with_a_victim(cluster: NetnsCluster, topic: str) -> tuple[int, int, int]:
+    """Create `topic` (3 partitions, replication factor 3, min.insync.replicas=2), wait
+    for every ISR to be full and pick a partition to hurt the leader of: (partition, its
+    leader, its leader epoch), one led by a node that is not the quorum leader where the
+    placement allows it (the quorum stays on the majority side)."""
+    quorum_leader = cluster.leader()
+    code = cluster.create_topic(
+        quorum_leader,
+        topic,
+        partitions=3,
+        replication_factor=3,
+        configs={"min.insync.replicas": "2"},
+    )
+    assert code is ErrorCode.none
+
+    def settled() -> State | None:
+        state = topic_state(cluster, quorum_leader, topic)
+        full = len(state) == 3 and all(isr == (1, 2, 3) for _l, _e, isr in state.values())
+        return state if full else None
+
+    before = until(settled, 15.0, "three partitions, ISR of three")
+    assert before is not None
+    partition = min(before, key=lambda p: (before[p][0] == quorum_leader, p))
+    victim, epoch, _isr = before[partition]
+    return partition, victim, epoch
+
+
+def new_leader_elected(
+    cluster: NetnsCluster, topic: str, partition: int, victim: int, epoch_before: int
+) -> int:
+    """Wait until the other two agree on a new leader of `partition` from the ISR (a
+    higher leader epoch, `victim` out of the ISR); that leader."""
+    majority = [n for n in cluster.nodes if n != victim]
+
+    def elected() -> tuple[int, int, tuple[int, ...]] | None:
+        states = [topic_state(cluster, n, topic)[partition] for n in majority]
+        lead, epoch, isr = states[0]
+        ok = lead in majority and epoch > epoch_before and victim not in isr
+        return states[0] if ok and all(s == states[0] for s in states) else None
+
+    after = until(elected, 20.0, "a new leader elected by the majority")
+    assert after is not None
+    return after[0]
+
+
+def rejoined_with_the_same_log(
+    cluster: NetnsCluster, topic: str, partition: int, victim: int, leader: int
+) -> list[bytes]:
+    """Wait until every node has `victim` back in the partition's ISR and its log holds,
+    batch for batch and byte for byte, what `leader`'s holds; those batches."""
+    start = time.monotonic()
+
+    def rejoined() -> bool:
+        return all(topic_state(cluster, n, topic)[partition][2] == (1, 2, 3) for n in cluster.nodes)
+
+    until(rejoined, 30.0, f"node {victim} back in the ISR on every node")
+    print(f"node {victim} back in the ISR after {time.monotonic() - start:.2f} s")
+    directory = {n: cluster.nodes[n].data_dir / f"{topic}-{partition}" for n in (victim, leader)}
+
+    def same_logs() -> list[bytes] | None:
+        ours, theirs = segment_batches(directory[victim]), segment_batches(directory[leader])
+        return ours if ours == theirs and ours else None
+
+    batches = until(same_logs, 15.0, f"node {victim}'s log equal to the leader's")
+    assert batches is not None
+    return batches
