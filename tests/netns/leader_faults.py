@@ -146,16 +146,14 @@ def consume_keys(bootstrap: str, topic: str, partition: int, expected: int) -> l
     return keys
 
 
-def topic_with_a_victim(cluster: NetnsCluster, topic: str) -> tuple[int, int, int]:
-    """Create `topic` (3 partitions, replication factor 3, min.insync.replicas=2), wait
-    for every ISR to be full and pick a partition to hurt the leader of: (partition, its
-    leader, its leader epoch), one led by a node that is not the quorum leader where the
-    placement allows it (the quorum stays on the majority side)."""
+def replicated_topic(cluster: NetnsCluster, topic: str, partitions: int) -> State:
+    """Create `topic` (replication factor 3, min.insync.replicas=2) through the quorum
+    leader and wait until every partition's ISR is full; the quorum leader's view."""
     quorum_leader = cluster.leader()
     code = cluster.create_topic(
         quorum_leader,
         topic,
-        partitions=3,
+        partitions=partitions,
         replication_factor=3,
         configs={"min.insync.replicas": "2"},
     )
@@ -163,11 +161,20 @@ def topic_with_a_victim(cluster: NetnsCluster, topic: str) -> tuple[int, int, in
 
     def settled() -> State | None:
         state = topic_state(cluster, quorum_leader, topic)
-        full = len(state) == 3 and all(isr == (1, 2, 3) for _l, _e, isr in state.values())
+        full = len(state) == partitions and all(i == (1, 2, 3) for _l, _e, i in state.values())
         return state if full else None
 
-    before = until(settled, 15.0, "three partitions, ISR of three")
-    assert before is not None
+    state = until(settled, 15.0, f"{partitions} partitions with an ISR of three")
+    assert state is not None
+    return state
+
+
+def topic_with_a_victim(cluster: NetnsCluster, topic: str) -> tuple[int, int, int]:
+    """`replicated_topic` with 3 partitions, and a partition to hurt the leader of:
+    (partition, its leader, its leader epoch), one led by a node that is not the quorum
+    leader where the placement allows it (the quorum stays on the majority side)."""
+    before = replicated_topic(cluster, topic, 3)
+    quorum_leader = cluster.leader()
     partition = min(before, key=lambda p: (before[p][0] == quorum_leader, p))
     victim, epoch, _isr = before[partition]
     return partition, victim, epoch
@@ -212,3 +219,58 @@ def rejoined_with_the_same_log(
     batches = until(same_logs, 15.0, f"node {victim}'s log equal to the leader's")
     assert batches is not None
     return batches
+
+
+def consume_values(
+    bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 60.0
+) -> dict[int, list[int]]:
+    """partition -> values (integers) in offset order, read until `expected` records and
+    the end of every partition (EOF events), or the deadline."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "checker",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    values: dict[int, list[int]] = {p: [] for p in range(partitions)}
+    at_end: set[int] = set()
+    count = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if count >= expected and len(at_end) == partitions:
+                break
+            for message in consumer.consume(10_000, 0.5):
+                error, partition = message.error(), message.partition()
+                assert partition is not None
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(partition)
+                    continue
+                at_end.discard(partition)
+                values[partition].append(int(message.value() or b"-1"))
+                count += 1
+    finally:
+        consumer.close()
+    return values
+
+
+def assert_round_robin_once_in_order(
+    acked: dict[int, list[int]], read: dict[int, list[int]], records: int
+) -> None:
+    """Records 0..records-1 went round-robin to the partitions of `acked` (partition ->
+    values acknowledged): each was acknowledged, and `read` (partition -> values in offset
+    order) holds each partition's records exactly once, in the order produced."""
+    partitions = len(acked)
+    for p in range(partitions):
+        expected = list(range(p, records, partitions))
+        assert sorted(acked[p]) == expected, f"partition {p}: acknowledgements"
+        got = read[p]
+        assert len(got) == len(set(got)), f"partition {p}: a record was read twice"
+        assert got == expected, (
+            f"partition {p}: {len(got)} read, {len(set(expected) - set(got))} acknowledged "
+            f"missing, in order: {got == sorted(got)}"
+        )

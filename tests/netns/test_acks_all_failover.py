@@ -25,11 +25,16 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from ottla.protocol import ErrorCode
-from tests.netns.harness import NetnsCluster, until
-from tests.netns.leader_faults import FAST_FAILOVER, State, topic_state
+from tests.netns.harness import NetnsCluster
+from tests.netns.leader_faults import (
+    FAST_FAILOVER,
+    assert_round_robin_once_in_order,
+    consume_values,
+    replicated_topic,
+    topic_state,
+)
 
 RECORDS = 200_000
 PARTITIONS = 3
@@ -41,62 +46,11 @@ pytestmark = [
 ]
 
 
-def _consume(bootstrap: str, expected: int, timeout_s: float = 60.0) -> dict[int, list[int]]:
-    """partition -> values in offset order, read until `expected` records and the end
-    of every partition (EOF events), or the deadline."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "checker",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
-    values: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
-    at_end: set[int] = set()
-    count = 0
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            if count >= expected and len(at_end) == PARTITIONS:
-                break
-            for message in consumer.consume(10_000, 0.5):
-                error, partition = message.error(), message.partition()
-                assert partition is not None
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(partition)
-                    continue
-                at_end.discard(partition)
-                values[partition].append(int(message.value() or b"-1"))
-                count += 1
-    finally:
-        consumer.close()
-    return values
-
-
 def test_acks_all_idempotent_producer_loses_nothing_when_the_leader_is_killed(
     netns_cluster: NetnsCluster,
 ) -> None:
     cluster = netns_cluster
-    quorum_leader = cluster.leader()
-    code = cluster.create_topic(
-        quorum_leader,
-        TOPIC,
-        partitions=PARTITIONS,
-        replication_factor=3,
-        configs={"min.insync.replicas": "2"},
-    )
-    assert code is ErrorCode.none
-
-    def settled() -> State | None:
-        state = topic_state(cluster, quorum_leader, TOPIC)
-        full = len(state) == PARTITIONS and all(i == (1, 2, 3) for _l, _e, i in state.values())
-        return state if full else None
-
-    before = until(settled, 15.0, "partitions with an ISR of three")
-    assert before is not None
+    before = replicated_topic(cluster, TOPIC, PARTITIONS)
     leaders = [lead for lead, _e, _i in before.values()]
     victim = max(set(leaders), key=leaders.count)
     led = sorted(p for p, (lead, _e, _i) in before.items() if lead == victim)
@@ -169,13 +123,5 @@ def test_acks_all_idempotent_producer_loses_nothing_when_the_leader_is_killed(
         assert epoch > before[p][1], (p, before[p], after[p])
 
     bootstrap = ",".join(cluster.nodes[n].bootstrap for n in survivors)
-    read = _consume(bootstrap, RECORDS)
-    for p in range(PARTITIONS):
-        expected = list(range(p, RECORDS, PARTITIONS))
-        assert sorted(acked[p]) == expected, f"partition {p}: acknowledgements"
-        got = read[p]
-        assert len(got) == len(set(got)), f"partition {p}: a record was read twice"
-        assert got == expected, (
-            f"partition {p}: {len(got)} read, {len(set(expected) - set(got))} acknowledged "
-            f"missing, in order: {got == sorted(got)}"
-        )
+    read = consume_values(bootstrap, TOPIC, PARTITIONS, RECORDS)
+    assert_round_robin_once_in_order(acked, read, RECORDS)
