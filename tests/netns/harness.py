@@ -456,16 +456,18 @@ class NetnsCluster:
 
     # ------------------------------------------------------------------ network faults
 
-    def _drop(self, node_id: int, table: str, peers: Sequence[str]) -> None:
+    def _drop(self, node_id: int, table: str, peers: Sequence[str], percent: int = 100) -> None:
         if shutil.which("nft") is None:
             raise RuntimeError("`nft` is not installed (apt-get install nftables)")
         namespace = self.nodes[node_id].namespace
         addresses = ", ".join(peers)
         hook = "type filter hook {} priority 0;"
+        # Each packet independently, with probability percent/100.
+        chance = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
         rules = (
             f"table inet {table} {{\n"
-            f"  chain in {{ {hook.format('input')} ip saddr {{ {addresses} }} drop; }}\n"
-            f"  chain out {{ {hook.format('output')} ip daddr {{ {addresses} }} drop; }}\n"
+            f"  chain in {{ {hook.format('input')} ip saddr {{ {addresses} }} {chance}drop; }}\n"
+            f"  chain out {{ {hook.format('output')} ip daddr {{ {addresses} }} {chance}drop; }}\n"
             "}\n"
         )
         _run("ip", "netns", "exec", namespace, "nft", "-f", "-", stdin=rules)
@@ -482,6 +484,11 @@ class NetnsCluster:
         """Drop every packet between nodes `a` and `b` (rules on both ends)."""
         self._drop(a, f"ottla_cut{b}", [self.nodes[b].host])
         self._drop(b, f"ottla_cut{a}", [self.nodes[a].host])
+
+    def lossy(self, a: int, b: int, percent: int) -> None:
+        """Drop `percent`% of the packets between nodes `a` and `b`, each at random, in
+        both directions (rules on `a`'s end): TCP retransmits, the link crawls."""
+        self._drop(a, f"ottla_loss{b}", [self.nodes[b].host], percent)
 
     def reset_connections(self, node_id: int, peer_id: int) -> None:
         """Abort, on `node_id`'s side, every connection `peer_id` opened to its listener

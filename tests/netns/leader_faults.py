@@ -274,3 +274,46 @@ def assert_round_robin_once_in_order(
             f"partition {p}: {len(got)} read, {len(set(expected) - set(got))} acknowledged "
             f"missing, in order: {got == sorted(got)}"
         )
+
+
+class RoundRobinWriter:
+    """An idempotent acks=all confluent-kafka producer that writes records `first` to
+    `last - 1` round-robin over a topic's partitions, each value its sequence number, and
+    keeps what was acknowledged (`acked`: partition -> values) and what failed."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, records: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": 120_000,
+                "topic.metadata.refresh.interval.ms": 500,
+                "queue.buffering.max.messages": records,
+            }
+        )
+        self.acked: dict[int, list[int]] = {p: [] for p in range(partitions)}
+        self.errors: list[str] = []
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(len(values) for values in self.acked.values())
+
+    def _delivered(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self.errors.append(str(error))
+        else:
+            self.acked[message.partition()].append(int(message.value()))
+
+    def produce(self, first: int, last: int) -> None:
+        for i in range(first, last):
+            self.producer.produce(
+                self.topic,
+                value=str(i).encode(),
+                partition=i % self.partitions,
+                on_delivery=self._delivered,
+            )
+            self.producer.poll(0)

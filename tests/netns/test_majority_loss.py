@@ -25,14 +25,13 @@ Proves:
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from tests.netns.harness import NetnsCluster
 from tests.netns.leader_faults import (
     FAST_FAILOVER,
+    RoundRobinWriter,
     assert_round_robin_once_in_order,
     consume_values,
     replicated_topic,
@@ -54,55 +53,29 @@ def test_acks_all_waits_out_the_loss_of_a_majority_and_loses_nothing(
     replicated_topic(cluster, TOPIC, PARTITIONS)
     victims = [quorum_leader, min(n for n in cluster.nodes if n != quorum_leader)]
 
-    producer = Producer(
-        {
-            "bootstrap.servers": cluster.bootstrap_servers,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "message.timeout.ms": 120_000,
-            "topic.metadata.refresh.interval.ms": 500,
-            "queue.buffering.max.messages": RECORDS,
-        }
-    )
-    acked: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
-    errors: list[str] = []
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is not None:
-            errors.append(str(error))
-        else:
-            acked[message.partition()].append(int(message.value()))
-
-    def produce(first: int, last: int) -> None:
-        for i in range(first, last):
-            producer.produce(
-                TOPIC, value=str(i).encode(), partition=i % PARTITIONS, on_delivery=delivered
-            )
-            producer.poll(0)
-
-    produce(0, RECORDS // 3)
-    assert producer.flush(30) == 0
-    before = sum(len(v) for v in acked.values())
+    writer = RoundRobinWriter(cluster.bootstrap_servers, TOPIC, PARTITIONS, RECORDS)
+    writer.produce(0, RECORDS // 3)
+    assert writer.producer.flush(30) == 0
+    before = writer.acknowledged
     assert before == RECORDS // 3
 
     for victim in victims:
         cluster.kill(victim)
-    produce(RECORDS // 3, RECORDS)
+    writer.produce(RECORDS // 3, RECORDS)
     outage_ends = time.monotonic() + OUTAGE_S
     while time.monotonic() < outage_ends:
-        producer.poll(0.1)  # serves delivery reports: none may be an acknowledgement
-    during = sum(len(v) for v in acked.values()) - before
+        writer.producer.poll(0.1)  # serves delivery reports: none may be an acknowledgement
+    during = writer.acknowledged - before
     print(f"nodes {victims} killed; {during} acknowledgements in {OUTAGE_S:.0f} s without them")
     assert during == 0
 
     restarted_at = time.monotonic()
     for victim in victims:
         cluster.start(victim)
-    remaining = producer.flush(120)
+    remaining = writer.producer.flush(120)
     print(f"every record acknowledged {time.monotonic() - restarted_at:.1f} s after the restart")
     assert remaining == 0, f"{remaining} records never delivered"
-    assert errors == [], errors[:5]
+    assert writer.errors == [], writer.errors[:5]
 
     read = consume_values(cluster.bootstrap_servers, TOPIC, PARTITIONS, RECORDS)
-    assert_round_robin_once_in_order(acked, read, RECORDS)
+    assert_round_robin_once_in_order(writer.acked, read, RECORDS)
