@@ -230,7 +230,9 @@ class ReplicaFetchers:
             try:
                 self._handle(source, wanted, response, loop.time())
             except Exception as error:  # a task boundary: log, back off, fetch again
-                log.error("replica_fetch_handling_failed", error=repr(error))
+                log.error(
+                    "replica_fetch_handling_failed", leader_id=source.leader_id, error=repr(error)
+                )
                 await asyncio.sleep(self.backoff_s)
 
     def _address(self, node_id: int) -> tuple[str, int] | None:

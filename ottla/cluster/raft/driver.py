@@ -19,6 +19,17 @@ Ready (a parked Fetch is answered later, at the latest after its max wait; a req
 core never answers, e.g. a parked fetch replaced by a newer one from the same replica,
 is answered REQUEST_TIMED_OUT after `request_timeout_ms`).
 
+A disk that refuses a write (ENOSPC, EIO: `OSError` from the storage steps 1-3) must not
+leave the core between ready() and advance(), where it would refuse every later input.
+The driver keeps that Ready and stalls: while stalled it steps nothing into the core
+(incoming requests are answered KAFKA_STORAGE_ERROR, responses and timer ticks are
+dropped, proposals refused with NotLeaderError: Raft tolerates lost messages, and the
+other voters elect a leader without this one if they must) and it tries the same Ready
+again every `STORAGE_RETRY_S`; entries a failed try may have appended are cut off first.
+Once the write goes through, the Ready is carried out and the node goes on where it
+stopped. (Kafka halts the process on a metadata log failure; a node that waits for room
+keeps serving its partitions meanwhile, as its data path does on a full disk.)
+
 A proposal (`propose(payloads)`) returns a future resolved with the offset of its last
 entry once that entry is committed and applied here, or failed with `NotLeaderError` if
 this node is not the leader or the entry was replaced by another leader's.
@@ -42,7 +53,7 @@ from typing import Any, Protocol
 import structlog
 
 from ottla.cluster.raft import codec
-from ottla.cluster.raft.core import NotLeader, QuorumInfo, RaftConfig, RaftCore, Rng
+from ottla.cluster.raft.core import NotLeader, QuorumInfo, RaftConfig, RaftCore, Ready, Rng
 from ottla.cluster.raft.log import RaftStorage
 from ottla.cluster.raft.memlog import Snapshot
 from ottla.cluster.raft.messages import (
@@ -73,6 +84,7 @@ _RESPONSES = (
     FetchSnapshotResponse,
 )
 _RESIGN_GRACE_S = 0.5
+STORAGE_RETRY_S = 0.5  # between tries of a Ready the disk refused
 
 
 class Transport(Protocol):
@@ -170,6 +182,10 @@ class RaftDriver:
         self._leader = -2
         self._closed = False
         self._driving = False
+        # A Ready whose storage steps failed, tried again until they succeed (see the
+        # module docstring); nothing is stepped into the core meanwhile.
+        self._stalled: Ready | None = None
+        self._retry: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ public surface
 
@@ -208,7 +224,7 @@ class RaftDriver:
     def propose(self, payloads: Sequence[bytes]) -> asyncio.Future[int]:
         """Append `payloads` (raises NotLeaderError unless leader); the future resolves
         with the last entry's offset once committed and applied on this node."""
-        if self._closed:
+        if self._closed or self._stalled is not None:
             raise NotLeaderError(-1, self.core.leader_epoch)
         result = self.core.propose(payloads, self.clock())
         if isinstance(result, NotLeader):
@@ -225,6 +241,8 @@ class RaftDriver:
         """Answer an incoming Raft request (a kio entity) with its kio response."""
         if self._closed:
             return codec.error_response(request, ErrorCode.not_leader_or_follower)
+        if self._stalled is not None:
+            return codec.error_response(request, ErrorCode.kafka_storage_error)
         cluster_id = getattr(request, "cluster_id", None)
         if cluster_id and self.cluster_id and cluster_id != self.cluster_id:
             return codec.error_response(request, ErrorCode.inconsistent_cluster_id)
@@ -254,15 +272,16 @@ class RaftDriver:
         """Resign if leading (EndQuorumEpoch, briefly awaited), then stop everything."""
         if self._closed:
             return
-        if self.core.role is Role.LEADER:
+        if self.core.role is Role.LEADER and self._stalled is None:
             self.core.resign(self.clock())
             self._drive()
             pending = [t for t in self._tasks if not t.done()]
             if pending:
                 await asyncio.wait(pending, timeout=_RESIGN_GRACE_S)
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._retry):
+            if timer is not None:
+                timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         for future in self._incoming.values():
@@ -285,29 +304,23 @@ class RaftDriver:
 
     def _drive_once(self) -> None:
         core = self.core
-        storage = self.storage
-        while core.has_ready():
-            ready = core.ready()
+        while self._stalled is not None or core.has_ready():
+            again = self._stalled is not None
+            ready = self._stalled if self._stalled is not None else core.ready()
             now = self.clock()
-            if ready.install_snapshot is not None:
-                storage.install_snapshot(ready.install_snapshot)
-                self.state_machine.restore(ready.install_snapshot)
-                self.applied_offset = ready.install_snapshot.snapshot_id.end_offset
-                self._wake_applied()
-                _log.info(
-                    "raft.snapshot.installed",
-                    node_id=self.node_id,
-                    end_offset=ready.install_snapshot.snapshot_id.end_offset,
+            try:
+                self._persist(ready, again)
+            except OSError as error:
+                if not again:
+                    _log.error("raft.storage_failed", node_id=self.node_id, error=repr(error))
+                self._stalled = ready
+                self._retry = asyncio.get_running_loop().call_later(
+                    STORAGE_RETRY_S, self._retry_stalled
                 )
-            if ready.truncate_to is not None:
-                storage.truncate_to(ready.truncate_to)
-            storage.append(ready.entries, time.time_ns() // 1_000_000)
-            if ready.quorum_state is not None:
-                storage.write_quorum_state(ready.quorum_state)
-            if ready.log_start_offset is not None:
-                storage.delete_prefix(ready.log_start_offset)
-            if ready.must_sync:
-                storage.sync()
+                return
+            if again:
+                _log.info("raft.storage_recovered", node_id=self.node_id)
+                self._stalled = None
             for envelope in ready.messages:
                 self._send(envelope)
             if ready.committed:
@@ -316,6 +329,37 @@ class RaftDriver:
                 self._resolve_proposals(ready.committed)
                 self._wake_applied()
             core.advance(ready, now)
+
+    def _persist(self, ready: Ready, again: bool) -> None:
+        """Steps 1-3 of a Ready (snapshot, log, quorum state, fsync). `again`: a try after
+        a failed one, which may have appended some of the entries already."""
+        storage = self.storage
+        if ready.install_snapshot is not None:
+            storage.install_snapshot(ready.install_snapshot)
+            self.state_machine.restore(ready.install_snapshot)
+            self.applied_offset = ready.install_snapshot.snapshot_id.end_offset
+            self._wake_applied()
+            _log.info(
+                "raft.snapshot.installed",
+                node_id=self.node_id,
+                end_offset=ready.install_snapshot.snapshot_id.end_offset,
+            )
+        if ready.truncate_to is not None:
+            storage.truncate_to(ready.truncate_to)
+        if again and ready.entries and storage.log_end_offset > ready.entries[0].offset:
+            storage.truncate_to(ready.entries[0].offset)
+        storage.append(ready.entries, time.time_ns() // 1_000_000)
+        if ready.quorum_state is not None:
+            storage.write_quorum_state(ready.quorum_state)
+        if ready.log_start_offset is not None:
+            storage.delete_prefix(ready.log_start_offset)
+        if ready.must_sync:
+            storage.sync()
+
+    def _retry_stalled(self) -> None:
+        self._retry = None
+        if not self._closed:
+            self._drive()
 
     def _after_drive(self) -> None:
         core = self.core
@@ -371,7 +415,7 @@ class RaftDriver:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = -1
-        if self._closed:
+        if self._closed or self._stalled is not None:
             return
         self.core.tick(self.clock())
         self._drive()
@@ -379,12 +423,19 @@ class RaftDriver:
     def _maybe_snapshot(self) -> None:
         core = self.core
         start = core.log.log_start_offset
-        if self.applied_offset - start < self.snapshot_interval_entries:
+        if (
+            self._stalled is not None
+            or self.applied_offset - start < self.snapshot_interval_entries
+        ):
             return
         end = self.applied_offset
         epoch = core.log.entry(end - 1).epoch
         data = self.state_machine.snapshot_data()
-        self.storage.write_snapshot(Snapshot(OffsetAndEpoch(end, epoch), data))
+        try:
+            self.storage.write_snapshot(Snapshot(OffsetAndEpoch(end, epoch), data))
+        except OSError as error:  # nothing changed yet: the next drive tries again
+            _log.warning("raft.snapshot.write_failed", node_id=self.node_id, error=repr(error))
+            return
         core.take_snapshot(end, data)
         _log.info("raft.snapshot.taken", node_id=self.node_id, end_offset=end, epoch=epoch)
         self._drive_once()
@@ -415,14 +466,16 @@ class RaftDriver:
                 request=type(envelope.message).__name__,
                 error=repr(error),
             )
-            if not self._closed and isinstance(
-                envelope.message, FetchRequest | FetchSnapshotRequest
+            if (
+                not self._closed
+                and self._stalled is None
+                and isinstance(envelope.message, FetchRequest | FetchSnapshotRequest)
             ):
                 refused = isinstance(error, ConnectionRefusedError)
                 self.core.fetch_failed(envelope.destination, refused, self.clock())
                 self._drive()
             return
-        if self._closed:
+        if self._closed or self._stalled is not None:
             return
         if isinstance(message, FetchResponse | FetchSnapshotResponse) and not int(
             message.error_code

@@ -5,7 +5,11 @@ Proves: (1) a quorum of one elects itself and commits a proposal before `propose
 node in the same order, and a proposal on a follower is refused (NotLeaderError); (3)
 after the leader crashes the other two elect a new leader and commit again, and the
 crashed node restarts from its files and catches up; (4) a follower far behind a
-leader that snapshotted fetches the snapshot and restores its state machine from it.
+leader that snapshotted fetches the snapshot and restores its state machine from it;
+(5) a node whose disk refuses writes (ENOSPC from its Raft storage), a follower or the
+leader, stalls instead of wedging its core: the others go on committing (electing a new
+leader when the stalled node led), and once its disk takes writes again it carries out
+what it held, catches up and applies the same entries in the same order.
 Requests and responses cross the in-memory transport as wire bytes, so the codec is in
 the loop.
 """
@@ -13,6 +17,7 @@ the loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -223,3 +228,81 @@ async def test_a_lagging_follower_installs_the_leaders_snapshot(tmp_path: Path) 
     for d in list(network.drivers.values()):
         await d.stop()
         d.storage.close()
+
+
+class _FullDisk:
+    """Makes a driver's Raft storage refuse appends and quorum-state writes (ENOSPC)
+    while `full`."""
+
+    def __init__(self, driver: RaftDriver) -> None:
+        self.full = False
+        self.refused = 0
+        storage = driver.storage
+        for name in ("append", "write_quorum_state"):
+            setattr(storage, name, self._refusing(getattr(storage, name)))
+
+    def _refusing(self, write: Any) -> Any:
+        def refusing(*args: Any) -> Any:
+            if self.full:
+                self.refused += 1
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write(*args)
+
+        return refusing
+
+
+@pytest.mark.parametrize("victim_role", ["follower", "leader"])
+async def test_a_node_whose_disk_refuses_writes_stalls_then_catches_up(
+    tmp_path: Path, victim_role: str
+) -> None:
+    network = Network()
+    machines = {n: _start(network, n, tmp_path)[1] for n in (1, 2, 3)}
+    leader = await _leader(network)
+    await asyncio.wait_for(leader.propose([_p(b"before")]), 5)
+    victim = (
+        leader
+        if victim_role == "leader"
+        else next(d for d in network.drivers.values() if d is not leader)
+    )
+    disk = _FullDisk(victim)
+    disk.full = True
+    held = None
+    if victim_role == "leader":
+        held = victim.propose([_p(b"held")])  # in the core's log; the disk refuses it
+        await _until(lambda: victim._stalled is not None)
+        with pytest.raises(NotLeaderError):
+            victim.propose([_p(b"refused")])  # stalled: nothing more goes in
+        leader = await _other_leader(network, victim)
+    for i in range(3):
+        await asyncio.wait_for(leader.propose([_p(b"during%d" % i)]), 5)
+    others = [m for n, m in machines.items() if n != victim.node_id]
+    await _until(lambda: all(m.applied[-1:] == [b"during2"] for m in others))
+    assert disk.refused > 0 and victim._stalled is not None
+    assert b"during0" not in machines[victim.node_id].applied
+
+    disk.full = False
+    await _until(lambda: victim._stalled is None)
+    await asyncio.wait_for(leader.propose([_p(b"after")]), 5)
+    await _until(lambda: all(m.applied[-1:] == [b"after"] for m in machines.values()))
+    assert machines[1].applied == machines[2].applied == machines[3].applied
+    assert b"refused" not in machines[1].applied and b"held" not in machines[1].applied
+    if held is not None:  # replaced by the new leader's entries
+        await _until(held.done)
+        assert isinstance(held.exception(), NotLeaderError)
+    for d in list(network.drivers.values()):
+        await d.stop()
+        d.storage.close()
+
+
+async def _other_leader(
+    network: Network, stalled: RaftDriver, timeout_s: float = 5.0
+) -> RaftDriver:
+    """The leader the other two elect without `stalled` (which still believes it leads)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        for driver in network.drivers.values():
+            if driver is not stalled and driver.role is Role.LEADER:
+                return driver
+        await asyncio.sleep(0.01)
+    raise AssertionError("the others elected no leader")
