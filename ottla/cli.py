@@ -124,8 +124,14 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        waits = [loop.create_task(stop.wait()), loop.create_task(broker.failed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
         await broker.stop()
+        if broker.failure is not None:
+            print(f"ottla: stopped: {broker.failure}", file=sys.stderr)
+            return 1
         return 0
 
     try:

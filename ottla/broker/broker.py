@@ -114,6 +114,11 @@ class Broker:
         self._producer_id_limit = 0
         self.bound_ports: list[int] = []
         self.stopping = False
+        # Set when this node should stop because its log directory failed (see
+        # `log_dir_failed`); `failure` says why. `ottla serve` waits on it.
+        self.failed = asyncio.Event()
+        self.failure: str | None = None
+        self.replicas.on_storage_error = self.log_dir_failed
 
     # -- state accessors -------------------------------------------------------------
 
@@ -545,6 +550,30 @@ class Broker:
 
     # -- shutdown --------------------------------------------------------------------
 
+    def log_dir_failed(self, partition: Partition, error: OSError) -> None:
+        """The disk refused an append to a partition this node leads (full, I/O error).
+
+        Kafka halts a broker whose last log directory failed, so that the partitions it
+        led move to in-sync replicas on healthy disks. ottla stops the same way, through
+        the controlled shutdown of SIGTERM (leaderships move first), when that helps:
+        when another replica is in the partition's ISR. A node alone with its data keeps
+        running: it answers writes KAFKA_STORAGE_ERROR and still serves reads. A
+        follower's failed append only costs its place in the ISR (the replica fetcher
+        tries again, and catches up once there is room)."""
+        if self.failed.is_set() or self.stopping:
+            return
+        if partition.replication is None or len(partition.isr) < 2:
+            return
+        self.failure = f"the log directory {self.data_dir} failed: {error}"
+        log.critical(
+            "log_dir_failed",
+            node_id=self.node_id,
+            partition=partition.name,
+            error=str(error),
+            isr=list(partition.isr),
+        )
+        self.failed.set()
+
     async def stop(self) -> None:
         opened = self.metadata is not None  # else startup failed and said why
         if opened:  # leadership moves to other in-sync replicas while this node serves
@@ -576,7 +605,10 @@ class Broker:
             await self.node_client.close()
         self.replicas.close()
         if self._raft_storage is not None:
-            self._raft_storage.close()
+            try:
+                self._raft_storage.close()
+            except OSError as error:  # a full or failing disk: the next start recovers it
+                log.warning("metadata_log_close_failed", error=str(error))
             self._raft_storage = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)

@@ -104,6 +104,9 @@ class Partition:
         self.isr: tuple[int, ...] = ()
         self._follower_high_watermark = 0
         self._acks_waiters: list[tuple[int, Callable[[ErrorCode], None]]] = []
+        # Told when the disk refuses this leader's append (the broker decides whether to
+        # stop so that another in-sync replica leads: Broker.log_dir_failed).
+        self.on_storage_error: Callable[[Partition, OSError], None] | None = None
         self._rebuild_producer_state()
 
     # -- state ---------------------------------------------------------------------------
@@ -356,6 +359,8 @@ class Partition:
                 # Disk full or an I/O error: Kafka answers KAFKA_STORAGE_ERROR (the
                 # client retries) rather than dropping the connection.
                 log.error("append_failed", partition=self.name, error=str(error))
+                if self.on_storage_error is not None:
+                    _call(self.on_storage_error, self, error)
                 return AppendOutcome(ErrorCode.kafka_storage_error, f"Cannot append: {error}")
             self.producers.record(stored, base_offset)
             if first_offset < 0:
@@ -569,6 +574,7 @@ class ReplicaManager:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.on_storage_error: Callable[[Partition, OSError], None] | None = None
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
@@ -599,6 +605,7 @@ class ReplicaManager:
         partition_dirs.record(directory, topic_id)
         log_.on_seal = _sync_sealed_off_loop(log_)
         partition = Partition(topic, index, topic_id, log_, config, topic_configs, leader_epoch)
+        partition.on_storage_error = self.on_storage_error
         self.partitions[(topic, index)] = partition
         return partition
 
