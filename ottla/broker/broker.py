@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -560,7 +561,7 @@ class Broker:
         running: it answers writes KAFKA_STORAGE_ERROR and still serves reads. A
         follower's failed append only costs its place in the ISR (the replica fetcher
         tries again, and catches up once there is room)."""
-        if self.failed.is_set() or self.stopping:
+        if self.failed.is_set() or self.stopping or error.errno not in _LOG_DIR_FAILURES:
             return
         if partition.replication is None or len(partition.isr) < 2:
             return
@@ -618,6 +619,12 @@ class Broker:
 
     def describe(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "cluster_id": self.cluster_id}
+
+
+# What a failed log directory looks like (Kafka's KafkaStorageException cases): a full
+# disk or quota, an I/O error, a file system remounted read-only after an error. Any
+# other OSError of an append is a bug here, not the disk: it does not stop the node.
+_LOG_DIR_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
 def _in_flight_limit(config: BrokerConfig) -> int:
