@@ -12,8 +12,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from ottla.protocol import ErrorCode, Record, build_batch
-from tests.integration.wire import kio_module
+from ottla.protocol import ErrorCode, Record, build_batch, iter_batches
+from tests.integration.wire import Wire, fetch_partition, kio_module
 from tests.netns.harness import NetnsCluster, until
 
 # How a leader that cannot reach the ISR answers an acks=all write (never NONE).
@@ -221,11 +221,11 @@ def rejoined_with_the_same_log(
     return batches
 
 
-def consume_values(
+def consume_records(
     bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 60.0
-) -> dict[int, list[int]]:
-    """partition -> values (integers) in offset order, read until `expected` records and
-    the end of every partition (EOF events), or the deadline."""
+) -> dict[int, list[tuple[int, int]]]:
+    """partition -> (offset, value as an integer) in offset order, read until `expected`
+    records and the end of every partition (EOF events), or the deadline."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -235,7 +235,7 @@ def consume_values(
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    values: dict[int, list[int]] = {p: [] for p in range(partitions)}
+    records: dict[int, list[tuple[int, int]]] = {p: [] for p in range(partitions)}
     at_end: set[int] = set()
     count = 0
     deadline = time.monotonic() + timeout_s
@@ -251,11 +251,34 @@ def consume_values(
                         at_end.add(partition)
                     continue
                 at_end.discard(partition)
-                values[partition].append(int(message.value() or b"-1"))
+                offset = message.offset()
+                assert offset is not None
+                records[partition].append((offset, int(message.value() or b"-1")))
                 count += 1
     finally:
         consumer.close()
-    return values
+    return records
+
+
+def consume_values(
+    bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 60.0
+) -> dict[int, list[int]]:
+    """partition -> values (integers) in offset order (see `consume_records`)."""
+    read = consume_records(bootstrap, topic, partitions, expected, timeout_s)
+    return {p: [value for _offset, value in records] for p, records in read.items()}
+
+
+def producer_epoch_at(cluster: NetnsCluster, topic: str, partition: int, offset: int) -> int:
+    """The producer epoch of the batch holding `offset`, read from the partition's leader
+    (as a running node's Metadata names it)."""
+    node_id = next(n for n, node in cluster.nodes.items() if node.running)
+    leader = topic_state(cluster, node_id, topic)[partition][0]
+    with Wire(cluster.nodes[leader].bootstrap) as wire:
+        data = fetch_partition(wire, topic, partition, offset)
+    for batch in iter_batches(bytes(data.records or b"")):
+        if batch.base_offset <= offset <= batch.last_offset:
+            return int(batch.producer_epoch)
+    raise AssertionError(f"offset {offset} of {topic}-{partition} not fetched")
 
 
 def assert_round_robin_once_in_order(

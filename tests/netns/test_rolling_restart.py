@@ -37,9 +37,9 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ottla.broker.groups.coordinator import java_string_hashcode
-from ottla.protocol import iter_batches
-from tests.integration.wire import Wire, fetch_partition, metadata
+from tests.integration.wire import Wire, metadata
 from tests.netns.harness import NetnsCluster, until
+from tests.netns.leader_faults import producer_epoch_at
 
 TOPIC = "rolling"
 PARTITIONS = 3
@@ -90,13 +90,7 @@ def _partitions(cluster: NetnsCluster, topic: str) -> dict[int, tuple[int, list[
 
 def _producer_epoch_at(cluster: NetnsCluster, partition: int, offset: int) -> int:
     """The producer epoch of the batch holding `offset` of TOPIC's `partition`."""
-    leader, _ = _partitions(cluster, TOPIC)[partition]
-    with Wire(cluster.nodes[leader].bootstrap) as wire:
-        data = fetch_partition(wire, TOPIC, partition, offset)
-    for batch in iter_batches(bytes(data.records or b"")):
-        if batch.base_offset <= offset <= batch.last_offset:
-            return int(batch.producer_epoch)
-    raise AssertionError(f"offset {offset} of partition {partition} not fetched")
+    return producer_epoch_at(cluster, TOPIC, partition, offset)
 
 
 def _assert_epoch_bump_copy(
