@@ -202,7 +202,16 @@ class NodeClient:
         if connecting is None:
             connecting = asyncio.ensure_future(self._open(node_id, lane))
             self._connecting[key] = connecting
-            connecting.add_done_callback(lambda _f: self._connecting.pop(key, None))
+
+            def opened(future: asyncio.Future[_Connection]) -> None:
+                self._connecting.pop(key, None)
+                if not future.cancelled():
+                    # Retrieved here: when every caller gave up waiting (a cancelled
+                    # fetch, a Raft request's timeout), a failure to connect would
+                    # otherwise be logged as "Task exception was never retrieved".
+                    future.exception()
+
+            connecting.add_done_callback(opened)
         connection = await asyncio.shield(connecting)
         self._connections[key] = connection
         return connection

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gc
 import socket
 import struct
 from pathlib import Path
@@ -190,6 +191,42 @@ async def test_a_refused_connection_raises_and_reports_nothing() -> None:
     finally:
         await client.close()
     assert lost == []
+
+
+async def test_a_connection_failing_after_its_caller_gave_up_is_not_left_unretrieved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller cancelled while its connection is being opened (a replica fetch
+    interrupted, a Raft request's timeout) leaves the opening to finish alone; when it
+    then fails, asyncio must not report "Task exception was never retrieved" (seen in
+    a broker's log when a connect to a cut-off node timed out)."""
+    failed = asyncio.Event()
+
+    async def slow_failure(self: NodeClient, node_id: int, lane: str) -> Any:
+        await asyncio.sleep(0.05)
+        failed.set()
+        raise TimeoutError("connect timed out")
+
+    monkeypatch.setattr(NodeClient, "_open", slow_failure)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    client = NodeClient({4: ("127.0.0.1", _free_port())})
+    try:
+        caller = asyncio.ensure_future(client.send(4, ApiVersionsRequest(), timeout_s=5))
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.wait_for(failed.wait(), WAIT_S)
+        await asyncio.sleep(0)  # the opening task's done callbacks
+        del caller
+        gc.collect()  # an unretrieved exception is reported when its task is collected
+        assert not [c for c in reported if "never retrieved" in str(c.get("message"))]
+    finally:
+        loop.set_exception_handler(previous)
+        await client.close()
 
 
 async def test_closing_the_client_reports_nothing() -> None:
