@@ -333,10 +333,11 @@ class RoundRobinWriter:
 
     def produce(self, first: int, last: int) -> None:
         for i in range(first, last):
-            self.producer.produce(
-                self.topic,
-                value=str(i).encode(),
-                partition=i % self.partitions,
-                on_delivery=self._delivered,
-            )
-            self.producer.poll(0)
+            self.write(str(i).encode(), i % self.partitions)
+
+    def write(self, value: bytes, partition: int) -> None:
+        """One record (its value must start with its sequence number)."""
+        self.producer.produce(
+            self.topic, value=value, partition=partition, on_delivery=self._delivered
+        )
+        self.producer.poll(0)

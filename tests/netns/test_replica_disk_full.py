@@ -129,8 +129,7 @@ def test_a_follower_out_of_disk_leaves_the_isr_and_rejoins_with_room(
     started = time.monotonic()
     for i in range(RECORDS):
         value = str(i).encode().ljust(VALUE_BYTES)
-        writer.producer.produce(TOPIC, value=value, partition=0, on_delivery=writer._delivered)
-        writer.producer.poll(0)
+        writer.write(value, 0)
     remaining = writer.producer.flush(120)
     print(f"{writer.acknowledged} records acknowledged in {time.monotonic() - started:.1f} s")
     assert remaining == 0, f"{remaining} records never delivered"
@@ -192,10 +191,7 @@ def test_a_leader_out_of_disk_stops_and_its_partition_moves(netns_cluster: Netns
         writer = RoundRobinWriter(cluster.bootstrap_servers, LEADER_TOPIC, 3, LEADER_RECORDS)
         for i in range(LEADER_RECORDS):
             value = str(i).encode().ljust(VALUE_BYTES)
-            writer.producer.produce(
-                LEADER_TOPIC, value=value, partition=partition, on_delivery=writer._delivered
-            )
-            writer.producer.poll(0)
+            writer.write(value, partition)
         remaining = writer.producer.flush(120)
         assert remaining == 0, f"{remaining} records never delivered"
         assert writer.errors == [], writer.errors[:5]
