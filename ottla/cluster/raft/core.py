@@ -229,6 +229,8 @@ class RaftCore:
         self._pending_install: Snapshot | None = None
         self._pending_log_start: int | None = None
         self._high_watermark = self.log.log_start_offset
+        # The high watermark the current leader last reported (-1: none yet this epoch).
+        self._leader_high_watermark = -1
         self._applied = self.log.log_start_offset
         self._messages: list[Envelope] = []
         self._next_correlation = 1
@@ -283,6 +285,23 @@ class RaftCore:
     @property
     def high_watermark(self) -> int:
         return self._high_watermark
+
+    @property
+    def known_high_watermark(self) -> int:
+        """The quorum's high watermark as this node knows it in the current epoch, or -1.
+
+        A leader knows it once an entry of its own epoch committed (before that, the
+        high watermark it carries over may lag what earlier leaders committed: after a
+        restart it is the log start). A follower knows what its leader last reported,
+        not clipped to its own log end: a node is caught up with the metadata log only
+        once it applied up to this (`RaftDriver.wait_caught_up`)."""
+        role = self._state.role
+        if role is Role.LEADER:
+            established = self._high_watermark > self._epoch_start_offset
+            return self._high_watermark if established else -1
+        if role is Role.FOLLOWER:
+            return self._leader_high_watermark
+        return -1
 
     @property
     def is_voter(self) -> bool:
@@ -490,6 +509,7 @@ class RaftCore:
         # Per-role state starts afresh.
         self._fetch_in_flight = None
         self._snapshot_fetch = None
+        self._leader_high_watermark = -1
         self._vote_requests.clear()
         self._votes_granted.clear()
         self._votes_rejected.clear()
@@ -823,7 +843,7 @@ class RaftCore:
             ErrorCode.NONE,
             self.node_id,
             self._state.leader_epoch,
-            high_watermark=self._high_watermark,
+            high_watermark=self.known_high_watermark,
             log_start_offset=self.log.log_start_offset,
             records=records,
             diverging_epoch=diverging_epoch,
@@ -930,6 +950,8 @@ class RaftCore:
         ):
             return
         log = self.log
+        if response.high_watermark >= 0:
+            self._leader_high_watermark = max(self._leader_high_watermark, response.high_watermark)
         if response.diverging_epoch is not None:
             diverging = response.diverging_epoch
             local = log.end_offset_for_epoch(diverging.epoch)

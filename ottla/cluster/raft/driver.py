@@ -177,7 +177,6 @@ class RaftDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = -1
         self._caught_up = asyncio.Event()
-        self._fetched = False
         self._role: Role | None = None
         self._leader = -2
         self._closed = False
@@ -388,17 +387,19 @@ class RaftDriver:
                 "raft.caught_up",
                 node_id=self.node_id,
                 leader_id=core.leader_id,
-                high_watermark=core.high_watermark,
+                high_watermark=core.known_high_watermark,
             )
         self._arm_timer()
 
     def _is_caught_up(self) -> bool:
-        core = self.core
-        if core.role is Role.LEADER:
-            return self.applied_offset >= core.high_watermark > 0
-        if core.role is Role.FOLLOWER:
-            return self._fetched and self.applied_offset >= core.high_watermark
-        return False
+        """Applied everything the quorum committed as of the high watermark known in this
+        epoch (`RaftCore.known_high_watermark`). Never from a high watermark carried over
+        a restart or an election, nor one clipped to this node's own log end: the broker
+        acts on its image once caught up (stray partition directories are set aside,
+        groups loaded), and an image missing committed records would set aside live
+        partitions' data."""
+        known = self.core.known_high_watermark
+        return known >= 0 and self.applied_offset >= known
 
     def _arm_timer(self) -> None:
         deadline = self.core.deadline_ms()
@@ -477,10 +478,6 @@ class RaftDriver:
             return
         if self._closed or self._stalled is not None:
             return
-        if isinstance(message, FetchResponse | FetchSnapshotResponse) and not int(
-            message.error_code
-        ):
-            self._fetched = True
         self.core.step(
             Envelope(envelope.destination, self.node_id, envelope.correlation_id, message),
             self.clock(),

@@ -17,6 +17,7 @@ the loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import random
 from collections.abc import Sequence
@@ -206,6 +207,37 @@ async def test_three_drivers_elect_commit_fail_over_and_catch_up(tmp_path: Path)
     await _until(lambda: all(len(m.applied) == 6 for m in machines.values()))
     assert machines[1].applied == machines[2].applied == machines[3].applied
     for driver in list(network.drivers.values()):
+        await driver.stop()
+        driver.storage.close()
+
+
+async def test_caught_up_only_once_everything_committed_is_applied(tmp_path: Path) -> None:
+    """After a restart of the whole quorum, `wait_caught_up` returns on each node only
+    once its machine holds every entry committed before: not on a high watermark the
+    new leader carried over the restart (its log start, before it commits in its own
+    epoch), nor, for a follower, on the leader's high watermark clipped to its own log
+    end while one fetch at a time (fetch_max_entries=1) brings it up to date. A node
+    that wrongly believed itself caught up set aside live partitions as strays."""
+    config = dataclasses.replace(CONFIG, fetch_max_entries=1)
+    network = Network()
+    machines = {n: _start(network, n, tmp_path, config, snapshot_every=4)[1] for n in (1, 2, 3)}
+    leader = await _leader(network)
+    for i in range(10):
+        await asyncio.wait_for(leader.propose([_p(b"c%d" % i)]), 5)
+    committed = [b"c%d" % i for i in range(10)]
+    await _until(lambda: all(m.applied == committed for m in machines.values()))
+    for node in (1, 2, 3):
+        _crash(network, node)
+    network.down.clear()
+    # The old leader's data is lost: it comes back empty and catches up from the others.
+    fresh = tmp_path / "fresh"
+    restarted = {
+        n: _start(network, n, fresh if n == leader.node_id else tmp_path, config) for n in (1, 2, 3)
+    }
+    for driver, machine in restarted.values():
+        await asyncio.wait_for(driver.wait_caught_up(), 5)
+        assert machine.applied[: len(committed)] == committed, (driver.node_id, machine.applied)
+    for driver, _ in restarted.values():
         await driver.stop()
         driver.storage.close()
 
