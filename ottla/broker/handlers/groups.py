@@ -24,6 +24,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
+
+from ottla.broker.controller import ControllerUnavailableError
 from ottla.broker.groups.consumer_state import HeartbeatRequest, TopicInfo
 from ottla.broker.groups.coordinator import OFFSETS_TOPIC, group_write_error
 from ottla.broker.groups.state import (
@@ -36,6 +39,7 @@ from ottla.broker.groups.state import (
 )
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.broker.handlers.metadata import broker_endpoints
+from ottla.cluster.raft.driver import NotLeaderError
 from ottla.protocol import DecodedRequest, ErrorCode
 
 if TYPE_CHECKING:
@@ -59,6 +63,8 @@ __all__ = [
     "handle_offset_fetch",
     "handle_sync_group",
 ]
+
+log = structlog.get_logger("ottla.groups")
 
 GROUP_KEY_TYPE = 0
 TRANSACTION_KEY_TYPE = 1
@@ -207,8 +213,16 @@ async def _find_coordinator_after_topic(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
     """Create `__consumer_offsets` through the quorum, then answer FindCoordinator (with
-    COORDINATOR_NOT_AVAILABLE while this node has not applied the new topic yet)."""
-    await _coordinator(broker).ensure_topic()
+    COORDINATOR_NOT_AVAILABLE while this node has not applied the new topic yet).
+
+    The creation may fail for a while in a cluster: the quorum's leadership moves while
+    the write is in flight (NotLeaderError), no controller answers, or the commit takes
+    longer than its timeout. The client is then told COORDINATOR_NOT_AVAILABLE, which it
+    retries, as Kafka answers while its offsets topic cannot be created yet."""
+    try:
+        await _coordinator(broker).ensure_topic()
+    except (NotLeaderError, ControllerUnavailableError, TimeoutError) as error:
+        log.info("offsets_topic_not_created_yet", error=str(error) or type(error).__name__)
     return _answer_find_coordinator(broker, request)
 
 
