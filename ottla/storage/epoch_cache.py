@@ -13,7 +13,10 @@ Rules (Kafka's LeaderEpochFileCache):
   go, and the earliest survivor is moved up to `start_offset`.
 - `end_offset_for(epoch)` answers OffsetForLeaderEpoch: the start offset of the first
   epoch after `epoch` (or the log end offset when `epoch` is the latest), together
-  with the largest epoch <= the requested one.
+  with the largest epoch <= the requested one. An epoch older than every entry ends
+  where the first entry starts, and is answered as itself: whatever a replica holds
+  of it is not in this log (its data may have been removed, or it was written by a
+  leader whose writes this log never had). Undefined (-1, -1) only for an empty cache.
 
 The cache is persisted to `leader-epoch-checkpoint` whenever it changes.
 """
@@ -98,9 +101,12 @@ class LeaderEpochCache:
             self.save()
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
-        """(largest epoch <= `epoch`, end offset of that epoch), as OffsetForLeaderEpoch."""
-        if not self._epochs or epoch < self._epochs[0]:
+        """(largest epoch <= `epoch`, end offset of that epoch), as OffsetForLeaderEpoch
+        (an epoch older than every entry: itself, ending where the first one starts)."""
+        if not self._epochs:
             return UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+        if epoch < self._epochs[0]:
+            return epoch, self._starts[0]
         if epoch >= self._epochs[-1]:
             return self._epochs[-1], log_end_offset
         index = bisect.bisect_right(self._epochs, epoch) - 1

@@ -53,6 +53,9 @@ def test_leader_epoch_cache(tmp_path: Path) -> None:
     assert cache.end_offset_for(2, 30) == (1, 10)  # largest epoch <= 2 is 1
     assert cache.end_offset_for(4, 30) == (4, 30)
     assert cache.end_offset_for(9, 30) == (4, 30)
+    # Older than every entry (Kafka's LeaderEpochFileCache): it ends where the first
+    # entry starts, so a follower holding records of epoch 0 truncates them.
+    assert cache.end_offset_for(0, 30) == (0, 0)
     loaded = LeaderEpochCache.load(tmp_path)
     assert loaded is not None and loaded.entries == cache.entries
     cache.truncate_from_end(15)

@@ -9,7 +9,9 @@ offset; its fetch offset is the follower's log end offset for the leader's
 replication state (which may move the high watermark, waking acks=all produces and
 consumers, and may propose the follower joins the ISR); with a last_fetched_epoch
 (v12+) whose end on the leader is below the fetch offset (or an epoch the leader does
-not have) it gets `diverging_epoch` (KIP-320) and no records, and truncates.
+not have, older ones ending where the leader's first epoch starts) it gets
+`diverging_epoch` (KIP-320) and no records, and truncates; a leader with no epoch at
+all answers OFFSET_OUT_OF_RANGE, as Kafka does.
 Isolation level read_committed is served as read_uncommitted until
 the transactions issue (no aborted transactions exist yet).
 
@@ -57,6 +59,7 @@ __all__ = ["handle_fetch"]
 DELAYED_FETCHES_MAX = 10_000
 _delayed = 0
 _ZERO_UUID = uuid.UUID(int=0)
+_UNKNOWN_EPOCH = (-1, -1)
 
 
 @dataclass
@@ -347,6 +350,12 @@ def _read_all(
         end = high_watermark
         if replica is not None:
             diverging = _diverging(partition, offset, state.last_fetched_epoch)
+            if diverging == _UNKNOWN_EPOCH:
+                # This log has no epoch to compare with (an empty leader-epoch cache):
+                # Kafka answers OFFSET_OUT_OF_RANGE, and the follower resets its log
+                # against this leader's offsets (ReplicaFetchers._out_of_range).
+                read_of(topic, index, ErrorCode.offset_out_of_range, high_watermark, log_start)
+                continue
             if diverging is not None:
                 read_of(
                     topic, index, ErrorCode.none, high_watermark, log_start
@@ -387,12 +396,15 @@ def _read_all(
 def _diverging(
     partition: Any, fetch_offset: int, last_fetched_epoch: int
 ) -> tuple[int, int] | None:
-    """(epoch, end offset) when a follower's log diverges from this leader's (KIP-320)."""
+    """(epoch, end offset) when a follower's log diverges from this leader's (KIP-320);
+    `_UNKNOWN_EPOCH` when this log cannot tell (no leader epoch at all)."""
     if last_fetched_epoch < 0:
         return None
     epoch, end_offset = partition.log.epoch_cache.end_offset_for(
         last_fetched_epoch, partition.log_end_offset
     )
+    if epoch < 0 or end_offset < 0:
+        return _UNKNOWN_EPOCH
     if epoch < last_fetched_epoch or end_offset < fetch_offset:
         return int(epoch), int(end_offset)
     return None
