@@ -10,8 +10,20 @@ in network namespaces (tests/netns/harness.py), fast failure detection
 (leader_faults.FAST_FAILOVER), a topic with 3 partitions, replication factor 3 and
 min.insync.replicas=2. An idempotent confluent-kafka producer (acks=all) writes
 records round-robin as fast as it can the whole time, each value its sequence number.
-It runs only with NEMESIS=1 for now (see pytestmark); `NEMESIS_S` and `NEMESIS_SEED`
-(default 7) in the environment run it longer or differently.
+`NEMESIS_S` and `NEMESIS_SEED` (default 7) in the environment run it longer or
+differently. When records stay unacknowledged, it prints what librdkafka and each node
+believe (`_stuck`) before failing.
+
+What it found so far (each fixed, with a test of its own that fails without the fix):
+- a node restarted while the quorum's new leader had not yet committed in its epoch
+  counted itself caught up with an empty metadata image, set its partitions' data
+  aside as strays and was then elected leader, empty, of partitions whose ISR it alone
+  made (1bf0916; seed 4 with NEMESIS_S=60);
+- a follower holding records of an epoch older than the new leader's first never
+  truncated them and never rejoined the ISR: an ISR of one, every acks=all write
+  refused (3c52cf9; seeds 11 and 12);
+- FindCoordinator failed with a traceback when the offsets topic's creation met a
+  quorum leader change (a544505; seed 10).
 
 Proves, after everything is healed and the producer flushed:
 - every record sent was acknowledged and none failed;
@@ -25,6 +37,7 @@ Proves, after everything is healed and the producer flushed:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -38,8 +51,11 @@ from tests.netns.harness import NetnsCluster
 from tests.netns.leader_faults import (
     FAST_FAILOVER,
     consume_records,
+    log_end_offset,
     producer_epoch_at,
     replicated_topic,
+    segment_batches,
+    topic_state,
 )
 
 TOPIC = "nemesis"
@@ -51,13 +67,6 @@ FAULTS = ("kill", "pause", "isolate", "partition", "lossy", "none")
 pytestmark = [
     pytest.mark.timeout(NEMESIS_S + 300),
     pytest.mark.netns_overrides(*FAST_FAILOVER),
-    # Opt-in (NEMESIS=1) until an open finding is diagnosed: in one CI run of six,
-    # after 45 s of faults one partition's 100,000 records stayed unacknowledged for
-    # the 240 s of the final flush (no broker logged an error; librdkafka logged an
-    # "Invalid response size" of 0x48545450 while reconnecting). Issue 7's note.
-    pytest.mark.skipif(
-        os.environ.get("NEMESIS") != "1", reason="opt-in: NEMESIS=1 (an open finding)"
-    ),
 ]
 
 
@@ -74,13 +83,21 @@ class _Writer(threading.Thread):
                 "linger.ms": 5,
                 "message.timeout.ms": 300_000,
                 "topic.metadata.refresh.interval.ms": 500,
+                # For the diagnosis when records stay unacknowledged (see _stuck).
+                "statistics.interval.ms": 1000,
+                "stats_cb": self._stats,
+                "debug": "eos",
             }
         )
+        self.stats: dict[str, Any] = {}
         self.stopping = threading.Event()
         self.sent = 0
         self.left = -1
         self.acked: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
         self.errors: list[str] = []
+
+    def _stats(self, text: str) -> None:
+        self.stats = json.loads(text)
 
     def _delivered(self, error: Any, message: Any) -> None:
         if error is not None:
@@ -148,11 +165,13 @@ def test_acks_all_loses_nothing_through_random_faults(netns_cluster: NetnsCluste
     writer.join(300)
     total = sum(len(values) for values in writer.acked.values())
     print(f"{writer.sent} records sent, {total} acknowledged, {len(writer.errors)} failed")
+    if writer.is_alive() or writer.left != 0:
+        _stuck(cluster, writer)
     assert not writer.is_alive() and writer.left == 0, "the producer did not flush"
     assert writer.errors == [], writer.errors[:5]
     assert total == writer.sent
 
-    read = consume_records(cluster.bootstrap_servers, TOPIC, PARTITIONS, total, timeout_s=120)
+    read = consume_records(cluster.bootstrap_servers, TOPIC, PARTITIONS, total, timeout_s=240)
     for partition in range(PARTITIONS):
         first_at: dict[int, int] = {}
         for offset, value in read[partition]:
@@ -171,3 +190,31 @@ def test_acks_all_loses_nothing_through_random_faults(netns_cluster: NetnsCluste
         text = node.log_path.read_text(errors="replace")
         for marker in ("Traceback", "AssertionError", '"level": "critical"'):
             assert marker not in text, f"node {node_id} logged {marker}"
+
+
+def _stuck(cluster: NetnsCluster, writer: _Writer) -> None:
+    """Print what each side believes when records stay unacknowledged: librdkafka's
+    last statistics (per partition: its leader, queued and in-flight messages; per
+    broker: connection state and requests waiting; the idempotence state), and per
+    node the partitions' leader, epoch and ISR in its metadata and its log end offsets
+    read from its segment files."""
+    stats = writer.stats
+    print("librdkafka eos:", json.dumps(stats.get("eos")))
+    for name, broker in stats.get("brokers", {}).items():
+        keys = ("state", "stateage", "outbuf_cnt", "waitresp_cnt", "tx", "txerrs", "rx")
+        print("librdkafka broker", name, {k: broker.get(k) for k in keys})
+    partitions = stats.get("topics", {}).get(TOPIC, {}).get("partitions", {})
+    for index, toppar in sorted(partitions.items()):
+        fields = ("leader", "msgq_cnt", "xmit_msgq_cnt", "msgs_inflight", "next_ack_seq")
+        print("librdkafka partition", index, {f: toppar.get(f) for f in fields})
+    for node_id, node in sorted(cluster.nodes.items()):
+        state: object
+        try:
+            state = topic_state(cluster, node_id, TOPIC)
+        except Exception as error:  # a diagnosis: printed as it comes
+            state = repr(error)
+        ends = {
+            p: log_end_offset(segment_batches(node.data_dir / f"{TOPIC}-{p}"))
+            for p in range(PARTITIONS)
+        }
+        print(f"node {node_id}: running {node.running}, metadata {state}, log ends {ends}")
