@@ -20,7 +20,7 @@ from kio.static.primitive import i8
 
 from ottla.broker import Broker
 from ottla.broker.controller import ControllerUnavailableError
-from ottla.cluster.raft.driver import NotLeaderError
+from ottla.cluster import NotLeaderError
 from ottla.config import load_config
 from ottla.protocol import ErrorCode
 from tests.integration.rawclient import request

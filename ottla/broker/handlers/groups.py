@@ -39,7 +39,7 @@ from ottla.broker.groups.state import (
 )
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.broker.handlers.metadata import broker_endpoints
-from ottla.cluster.raft.driver import NotLeaderError
+from ottla.cluster import NotLeaderError
 from ottla.protocol import DecodedRequest, ErrorCode
 
 if TYPE_CHECKING:
