@@ -302,9 +302,17 @@ def assert_round_robin_once_in_order(
 class RoundRobinWriter:
     """An idempotent acks=all confluent-kafka producer that writes records `first` to
     `last - 1` round-robin over a topic's partitions, each value its sequence number, and
-    keeps what was acknowledged (`acked`: partition -> values) and what failed."""
+    keeps what was acknowledged (`acked`: partition -> values) and what failed.
+    `settings` add to or replace the producer's configuration."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, records: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        records: int,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.topic = topic
         self.partitions = partitions
         self.producer = Producer(
@@ -316,6 +324,7 @@ class RoundRobinWriter:
                 "message.timeout.ms": 120_000,
                 "topic.metadata.refresh.interval.ms": 500,
                 "queue.buffering.max.messages": records,
+                **(settings or {}),
             }
         )
         self.acked: dict[int, list[int]] = {p: [] for p in range(partitions)}
@@ -335,9 +344,11 @@ class RoundRobinWriter:
         for i in range(first, last):
             self.write(str(i).encode(), i % self.partitions)
 
-    def write(self, value: bytes, partition: int) -> None:
-        """One record (its value must start with its sequence number)."""
+    def write(self, value: bytes, partition: int, poll: bool = True) -> None:
+        """One record (its value must start with its sequence number); `poll` serves
+        delivery reports. Raises BufferError while the local queue is full."""
         self.producer.produce(
             self.topic, value=value, partition=partition, on_delivery=self._delivered
         )
-        self.producer.poll(0)
+        if poll:
+            self.producer.poll(0)

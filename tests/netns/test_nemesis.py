@@ -45,11 +45,11 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from tests.netns.harness import NetnsCluster
 from tests.netns.leader_faults import (
     FAST_FAILOVER,
+    RoundRobinWriter,
     consume_records,
     log_end_offset,
     producer_epoch_at,
@@ -71,56 +71,43 @@ pytestmark = [
 
 
 class _Writer(threading.Thread):
-    """Produces round-robin until stopped, then flushes; keeps what was acknowledged."""
+    """Produces round-robin until stopped, then flushes (`out`: what was acknowledged)."""
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(daemon=True)
-        self.producer = Producer(
+        self.out = RoundRobinWriter(
+            bootstrap,
+            TOPIC,
+            PARTITIONS,
+            100_000,
             {
-                "bootstrap.servers": bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 5,
                 "message.timeout.ms": 300_000,
-                "topic.metadata.refresh.interval.ms": 500,
                 # For the diagnosis when records stay unacknowledged (see _stuck).
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._stats,
                 "debug": "eos",
-            }
+            },
         )
         self.stats: dict[str, Any] = {}
         self.stopping = threading.Event()
         self.sent = 0
         self.left = -1
-        self.acked: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
-        self.errors: list[str] = []
 
     def _stats(self, text: str) -> None:
         self.stats = json.loads(text)
 
-    def _delivered(self, error: Any, message: Any) -> None:
-        if error is not None:
-            self.errors.append(str(error))
-        else:
-            self.acked[message.partition()].append(int(message.value()))
-
     def run(self) -> None:
+        producer = self.out.producer
         while not self.stopping.is_set():
             try:
-                self.producer.produce(
-                    TOPIC,
-                    value=str(self.sent).encode(),
-                    partition=self.sent % PARTITIONS,
-                    on_delivery=self._delivered,
-                )
+                self.out.write(str(self.sent).encode(), self.sent % PARTITIONS, poll=False)
             except BufferError:
-                self.producer.poll(0.05)  # the local queue is full: serve delivery reports
+                producer.poll(0.05)  # the local queue is full: serve delivery reports
                 continue
             self.sent += 1
             if self.sent % 100 == 0:
-                self.producer.poll(0)
-        self.left = self.producer.flush(240)
+                producer.poll(0)
+        self.left = producer.flush(240)
 
 
 def test_acks_all_loses_nothing_through_random_faults(netns_cluster: NetnsCluster) -> None:
@@ -163,12 +150,12 @@ def test_acks_all_loses_nothing_through_random_faults(netns_cluster: NetnsCluste
     undo()
     writer.stopping.set()
     writer.join(300)
-    total = sum(len(values) for values in writer.acked.values())
-    print(f"{writer.sent} records sent, {total} acknowledged, {len(writer.errors)} failed")
+    total = writer.out.acknowledged
+    print(f"{writer.sent} records sent, {total} acknowledged, {len(writer.out.errors)} failed")
     if writer.is_alive() or writer.left != 0:
         _stuck(cluster, writer)
     assert not writer.is_alive() and writer.left == 0, "the producer did not flush"
-    assert writer.errors == [], writer.errors[:5]
+    assert writer.out.errors == [], writer.out.errors[:5]
     assert total == writer.sent
 
     read = consume_records(cluster.bootstrap_servers, TOPIC, PARTITIONS, total, timeout_s=240)
@@ -183,7 +170,7 @@ def test_acks_all_loses_nothing_through_random_faults(netns_cluster: NetnsCluste
                     f"offsets {first} and {offset} of partition {partition}"
                 )
         expected = list(range(partition, writer.sent, PARTITIONS))
-        assert sorted(writer.acked[partition]) == expected, f"partition {partition}: acks"
+        assert sorted(writer.out.acked[partition]) == expected, f"partition {partition}: acks"
         assert list(first_at) == expected, f"partition {partition}: lost or reordered"
         print(f"partition {partition}: {len(expected)} records, {len(read[partition])} stored")
     for node_id, node in cluster.nodes.items():
