@@ -14,7 +14,10 @@
 - `on_controller(handler)`: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs
   and IncrementalAlterConfigs run on the active controller. Received by another node,
   the original request is forwarded (Envelope) and the controller's response returned
-  once this node applied the resulting metadata.
+  once this node applied the resulting metadata. When no controller answers in time
+  (or the controller cannot commit within the call's timeout) the client gets the
+  request's own response with REQUEST_TIMED_OUT on every item (controller_errors.py),
+  as Kafka's broker answers, and retries.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
+from ottla.broker.controller import ControllerUnavailableError
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.broker.handlers.controller_errors import controller_error_response
 from ottla.cluster import Endpoint, NotLeaderError
 from ottla.protocol import DecodedRequest, ErrorCode
 
@@ -39,6 +46,8 @@ __all__ = [
     "on_controller",
 ]
 
+log = structlog.get_logger("ottla.forwarding")
+
 PRODUCER_ID_BLOCK = 1000
 
 Handler = Callable[["Broker", "Connection", DecodedRequest], Any]
@@ -49,16 +58,23 @@ def on_controller(handler: Handler) -> Handler:
 
     async def run(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
         forwarded = broker.controller.is_forwarded(request)
-        if forwarded or broker.controller.is_active:
-            try:
-                result = handler(broker, connection, request)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-            except NotLeaderError:
-                if forwarded:
-                    raise
-        return await broker.controller.forward_request(request)
+        try:
+            if forwarded or broker.controller.is_active:
+                try:
+                    result = handler(broker, connection, request)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    return result
+                except NotLeaderError:
+                    if forwarded:
+                        raise
+            return await broker.controller.forward_request(request)
+        except (ControllerUnavailableError, TimeoutError) as error:
+            if forwarded:
+                raise  # the Envelope answers REQUEST_TIMED_OUT to the forwarding node
+            log.warning("controller_request_timed_out", api=request.spec.name, error=str(error))
+            message = str(error) or "the active controller did not commit in time"
+            return controller_error_response(request, ErrorCode.request_timed_out, message)
 
     run.__doc__ = handler.__doc__
     return run
