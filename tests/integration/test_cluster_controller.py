@@ -261,6 +261,13 @@ def test_controller_spreads_routes_fences_and_unfences(
     assert fence_s < SESSION_MS / 1000 + 5
     status = _cluster_status(nodes[others[0]].bootstrap)
     assert {b["node_id"]: b["fenced"] for b in status["brokers"]}[victim] is True
+    # Metadata lists the fenced node as an offline replica of its partitions.
+    with Wire(nodes[others[0]].bootstrap) as wire:
+        response = metadata(wire, [TOPIC], allow_auto=False)
+    offline = {
+        int(p.partition_index): list(p.offline_replicas) for p in response.topics[0].partitions
+    }
+    assert offline == {p: [victim] if p in led else [] for p in offline}
 
     # (4) SIGCONT: unfenced, leads again with a higher epoch, data readable.
     victim_process.send_signal(signal.SIGCONT)

@@ -17,14 +17,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
-from ottla.cluster import INTERNAL_TOPICS, NewTopic, TopicImage, validate_topic_name
+from ottla.cluster import (
+    INTERNAL_TOPICS,
+    MetadataImage,
+    NewTopic,
+    TopicImage,
+    validate_topic_name,
+)
 from ottla.protocol import DecodedRequest, ErrorCode
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
     from ottla.broker.server import Connection
 
-__all__ = ["handle_describe_cluster", "handle_metadata"]
+__all__ = ["handle_describe_cluster", "handle_metadata", "offline_replicas"]
 
 _NOT_REQUESTED = -2147483648
 
@@ -107,7 +113,7 @@ def handle_metadata(
                 )
             )
             continue
-        topics.append(_topic(module, entry))
+        topics.append(_topic(module, image, entry))
     brokers = tuple(
         make(module.MetadataResponseBroker, node_id=node, host=host, port=port, rack=rack)
         for node, host, port, rack in broker_endpoints(broker)
@@ -124,7 +130,14 @@ def handle_metadata(
     )
 
 
-def _topic(module: Any, topic: TopicImage) -> Any:
+def offline_replicas(image: MetadataImage, replicas: tuple[int, ...]) -> tuple[int, ...]:
+    """The replicas on brokers that are fenced or not registered (Kafka's
+    `offline_replicas`: their copies cannot be read or elected now)."""
+    brokers = image.brokers
+    return tuple(r for r in replicas if (registered := brokers.get(r)) is None or registered.fenced)
+
+
+def _topic(module: Any, image: MetadataImage, topic: TopicImage) -> Any:
     partitions = tuple(
         make(
             module.MetadataResponsePartition,
@@ -134,7 +147,7 @@ def _topic(module: Any, topic: TopicImage) -> Any:
             leader_epoch=partition.leader_epoch,
             replica_nodes=partition.replicas,
             isr_nodes=partition.isr,
-            offline_replicas=(),
+            offline_replicas=offline_replicas(image, partition.replicas),
         )
         for index, partition in sorted(topic.partitions.items())
     )
