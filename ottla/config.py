@@ -252,6 +252,13 @@ _DEFS: list[ConfigDef] = [
     ),
     ConfigDef("replica.fetch.backoff.ms", "int", "1000", "Follower backoff after a fetch error."),
     ConfigDef(
+        "replica.high.watermark.checkpoint.interval.ms",
+        "long",
+        "5000",
+        "How often the partitions' high watermarks are written to disk.",
+        _at_least(1),
+    ),
+    ConfigDef(
         "compression.type",
         "string",
         "producer",

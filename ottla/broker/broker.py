@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from ottla import __version__
-from ottla.broker import partition_dirs
+from ottla.broker import high_watermarks, partition_dirs
 from ottla.broker.controller import ControllerShell, ControllerUnavailableError
 from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
@@ -192,6 +192,7 @@ class Broker:
 
     async def start(self) -> None:
         self._prepare_data_dir()
+        self.replicas.restored_high_watermarks = high_watermarks.load(self.data_dir)
         # Bind before opening any log: a port in use ends startup with its one line.
         await self._listen()
         started = self.clock()
@@ -246,6 +247,7 @@ class Broker:
         self.isr.start()
         self.groups.load()
         self._timers.append(asyncio.create_task(self._retention_loop()))
+        self._timers.append(asyncio.create_task(self._high_watermark_loop()))
         if self.config.get("log.cleaner.enable"):
             self._timers.append(asyncio.create_task(self._cleaner_loop()))
         log.info(
@@ -549,6 +551,30 @@ class Broker:
                         log_start_offset=partition.log_start_offset,
                     )
 
+    async def _high_watermark_loop(self) -> None:
+        """Write the high-watermark checkpoint when it changed, every
+        replica.high.watermark.checkpoint.interval.ms (broker/high_watermarks.py)."""
+        interval_s = int(self.config.get("replica.high.watermark.checkpoint.interval.ms")) / 1000
+        written: high_watermarks.Entries | None = None
+        while True:
+            await asyncio.sleep(interval_s)
+            checkpoint = high_watermarks.entries(self.replicas)
+            if checkpoint == written:
+                continue
+            try:
+                await asyncio.to_thread(high_watermarks.save, self.data_dir, checkpoint)
+            except OSError as error:  # a full or failing disk: the next round tries again
+                log.warning("high_watermark_checkpoint_failed", error=str(error))
+                continue
+            written = checkpoint
+
+    def _checkpoint_high_watermarks(self) -> None:
+        """The last checkpoint, at shutdown (after the fetchers stopped)."""
+        try:
+            high_watermarks.save(self.data_dir, high_watermarks.entries(self.replicas))
+        except OSError as error:
+            log.warning("high_watermark_checkpoint_failed", error=str(error))
+
     # -- shutdown --------------------------------------------------------------------
 
     def log_dir_failed(self, partition: Partition, error: OSError) -> None:
@@ -604,6 +630,8 @@ class Broker:
                 await self.raft.stop()
         if self.node_client is not None:
             await self.node_client.close()
+        if opened:
+            self._checkpoint_high_watermarks()
         self.replicas.close()
         if self._raft_storage is not None:
             try:

@@ -103,6 +103,9 @@ class Partition:
         self.role: tuple[int, int] = (_NO_ROLE, -1)  # (leader, leader epoch) last applied
         self.isr: tuple[int, ...] = ()
         self._follower_high_watermark = 0
+        # The high watermark the checkpoint held when this replica was opened (0: none):
+        # where it starts on taking its first role (broker/high_watermarks.py).
+        self._restored_high_watermark = 0
         self._acks_waiters: list[tuple[int, Callable[[ErrorCode], None]]] = []
         # Told when the disk refuses this leader's append (the broker decides whether to
         # stop so that another in-sync replica leads: Broker.log_dir_failed).
@@ -133,6 +136,20 @@ class Partition:
         return int(self.log.log_end_offset)
 
     @property
+    def has_role(self) -> bool:
+        """A leader, follower or offline replica per the image (not just opened)."""
+        return self.role[0] != _NO_ROLE
+
+    def restore_high_watermark(self, offset: int) -> None:
+        """The checkpointed high watermark of this replica, read at startup."""
+        self._restored_high_watermark = offset
+
+    def _starting_high_watermark(self) -> int:
+        """A replica's high watermark when it takes its first role after opening: the
+        checkpoint's, within the log (never its log end: that tail may be uncommitted)."""
+        return min(max(self._restored_high_watermark, self.log_start_offset), self.log_end_offset)
+
+    @property
     def min_insync_replicas(self) -> int:
         try:
             return int(self.topic_configs.get("min.insync.replicas", "1"))
@@ -155,10 +172,10 @@ class Partition:
         self.leader_epoch = leader_epoch
         self.follower_of = -1
         self.isr = isr
-        # Opened at startup with other replicas: the watermark is not known (no
-        # checkpoint yet), so it starts low and the ISR's fetches move it up.
+        # Opened at startup with other replicas: the watermark starts at the checkpoint's
+        # (or the log start) and the ISR's fetches move it up.
         fresh = self.role[0] == _NO_ROLE and len(replicas) > 1
-        start = self.log_start_offset if fresh else self.high_watermark
+        start = self._starting_high_watermark() if fresh else self.high_watermark
         self.replication = LeaderState(
             node_id, replicas, isr, partition_epoch, start, self.log_end_offset, now_ms
         )
@@ -178,7 +195,9 @@ class Partition:
 
     def become_follower(self, leader_id: int, leader_epoch: int, isr: tuple[int, ...]) -> None:
         """This node follows `leader_id` (or nobody, -1); waiting acks=all produces fail."""
-        self._follower_high_watermark = self.high_watermark
+        self._follower_high_watermark = (
+            self.high_watermark if self.has_role else self._starting_high_watermark()
+        )
         self.replication = None
         self.follower_of = leader_id
         self.leader_epoch = leader_epoch
@@ -575,6 +594,9 @@ class ReplicaManager:
         self.data_dir = data_dir
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.on_storage_error: Callable[[Partition, OSError], None] | None = None
+        # {(topic id, partition): high watermark} from the checkpoint read at startup,
+        # each taken by the partition's first opening (broker/high_watermarks.py).
+        self.restored_high_watermarks: dict[tuple[uuid.UUID, int], int] = {}
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
@@ -606,6 +628,9 @@ class ReplicaManager:
         log_.on_seal = _sync_sealed_off_loop(log_)
         partition = Partition(topic, index, topic_id, log_, config, topic_configs, leader_epoch)
         partition.on_storage_error = self.on_storage_error
+        restored = self.restored_high_watermarks.pop((topic_id, index), None)
+        if restored is not None:
+            partition.restore_high_watermark(restored)
         self.partitions[(topic, index)] = partition
         return partition
 

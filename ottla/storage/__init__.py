@@ -6,7 +6,12 @@ compaction (`compact`, run off the event loop) and crash recovery. See
 docs/storage.md for the on-disk layout.
 """
 
-from ottla.storage.checkpoints import fsync_directory
+from ottla.storage.checkpoints import (
+    HIGH_WATERMARK_FILE,
+    fsync_directory,
+    read_checkpoint,
+    write_checkpoint,
+)
 from ottla.storage.cleaner import (
     CleanerJob,
     CleanerResult,
@@ -32,6 +37,7 @@ from ottla.storage.segment import CorruptSegmentError, LogSegment, MapBudget, Re
 
 __all__ = [
     "EARLIEST_TIMESTAMP",
+    "HIGH_WATERMARK_FILE",
     "LATEST_TIMESTAMP",
     "AppendInfo",
     "CleanerJob",
@@ -52,6 +58,8 @@ __all__ = [
     "compact",
     "fsync_directory",
     "prepare_clean",
+    "read_checkpoint",
     "segments_to_delete",
     "sync_file",
+    "write_checkpoint",
 ]

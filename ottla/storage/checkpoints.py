@@ -20,6 +20,12 @@ The files (all per partition directory):
 - `leader-epoch-checkpoint`: entries `epoch start_offset`, ascending.
 - `.clean-shutdown`: one entry, the log end offset at a clean close; present only
   while the log is closed cleanly, and removed (durably) when it is opened.
+
+And one in the data directory itself, written by the broker:
+
+- `replication-offset-checkpoint`: entries `topic_id partition high_watermark` (the
+  topic id as an integer), one per hosted partition with a replication role
+  (broker/high_watermarks.py).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import xxhash
 
 __all__ = [
     "CLEAN_SHUTDOWN_FILE",
+    "HIGH_WATERMARK_FILE",
     "LEADER_EPOCH_FILE",
     "LOG_START_OFFSET_FILE",
     "RECOVERY_POINT_FILE",
@@ -47,6 +54,7 @@ RECOVERY_POINT_FILE: Final = "recovery-point-checkpoint"
 LOG_START_OFFSET_FILE: Final = "log-start-offset-checkpoint"
 LEADER_EPOCH_FILE: Final = "leader-epoch-checkpoint"
 CLEAN_SHUTDOWN_FILE: Final = ".clean-shutdown"
+HIGH_WATERMARK_FILE: Final = "replication-offset-checkpoint"
 _VERSION: Final = "v1"
 
 _log = structlog.get_logger()
