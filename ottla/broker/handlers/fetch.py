@@ -21,8 +21,9 @@ for every replicated record, twice (see fetch_wire.py for what that saved).
 
 Reads are zero-copy: each partition's records are a memoryview of its segment,
 held under a read lease released once the response is handed to the transport.
-Following Kafka (KIP-74): the first partition with data returns at least one whole
-batch even if it exceeds the byte limits; later ones respect the remaining budget.
+Following Kafka (KIP-74): each partition reads up to min(its partition_max_bytes, what
+is left of the request's max_bytes); the first partition with data returns at least
+one whole batch even if that exceeds both limits.
 
 Long poll: when fewer than min_bytes are ready, the request waits on the
 partitions' "data arrived" callbacks or max_wait, whichever first, then reads again;
@@ -380,7 +381,9 @@ def _read_all(
             read_of(topic, index, ErrorCode.none, high_watermark, log_start)
             continue
         read = read_of(topic, index, ErrorCode.none, high_watermark, log_start)
-        limit = min(state.max_bytes, budget) if not first else state.max_bytes
+        # Every partition, the first too, reads up to what is left of max_bytes; only
+        # a first batch larger than that comes whole (min_one_batch, KIP-74).
+        limit = min(state.max_bytes, budget)
         lease = partition.read(
             offset, max(limit, 0), min_one_batch=first, max_offset=None if replica is None else end
         )
