@@ -103,7 +103,9 @@ def test_librdkafka_reads_everything_with_a_small_fetch_max_bytes(broker: Broker
             message = consumer.poll(10)
             assert message is not None, f"stalled after {len(keys)} records"
             assert message.error() is None, message.error()
-            keys.append(message.key())
+            key = message.key()
+            assert key is not None
+            keys.append(key)
     finally:
         consumer.close()
     assert keys == [b"%d" % i for i in range(BATCHES)]
