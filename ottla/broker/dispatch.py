@@ -4,9 +4,10 @@ Every API in `SUPPORTED_APIS` must have a handler here (checked at startup), so
 what ottla advertises is what it serves. ApiVersions lives here because it speaks
 for the registry itself:
 
-- a request at a version ottla does not know gets UNSUPPORTED_VERSION with the
-  supported ranges in a v0 body (KIP-511), so the client retries at a version we
-  list;
+- an ApiVersions request at a version ottla does not know gets UNSUPPORTED_VERSION
+  with the supported ranges in a v0 body (KIP-511), so the client retries at a
+  version we list; any other request ottla does not serve closes its connection, as
+  Kafka does;
 - v3+ requests carry the client's software name and version, which must match
   Kafka's pattern (else INVALID_REQUEST); they are kept on the connection.
 - the response carries no tagged fields (librdkafka 2.0.2 misreads them).
@@ -32,7 +33,7 @@ from ottla.broker.handlers import (
     producer_ids,
     quorum,
 )
-from ottla.broker.server import Chunks, Connection, unsupported_error_body
+from ottla.broker.server import Chunks, Connection
 from ottla.protocol import (
     SUPPORTED_APIS,
     DecodedRequest,
@@ -126,8 +127,14 @@ class Dispatcher:
         return HANDLERS[request.header.api_key](self.broker, connection, request)
 
     def handle_unsupported(self, unsupported: UnsupportedRequest) -> Chunks | None:
+        """ApiVersions at a version this broker does not know: a v0 body with the ranges
+        (KIP-511). Any other API or version not served: None, and the connection closes,
+        as Kafka's SocketServer closes it (Kafka 4 also lists Produce v0-v2, for
+        librdkafka's compression check, and closes on them the same way). No error body
+        can be written there: the client would read it with the schema of a version this
+        broker does not have (flexible headers, fields before the error code)."""
         header = unsupported.header
         if header.api_key == _API_VERSIONS:
             body = build_api_versions_response(0, ErrorCode.unsupported_version)
             return encode_response(header, body)
-        return unsupported_error_body(header)
+        return None

@@ -15,8 +15,10 @@ The request pipeline of DESIGN.md section 3:
 Limits (house rule 6): a frame over `socket.request.max.bytes` closes that
 connection; when the bytes of requests buffered or awaiting their response exceed
 `queued.max.request.bytes` (default 100 MiB) or the transport's write buffer is
-full, reading pauses until they drain. A frame that cannot be parsed at all closes
-the connection with a log line; every other bad request gets a Kafka error code.
+full, reading pauses until they drain. A frame that cannot be parsed at all, or an
+API or version the broker does not serve (the dispatcher's `handle_unsupported`
+answers only ApiVersions), closes the connection with a log line; every other bad
+request gets a Kafka error code.
 """
 
 from __future__ import annotations
@@ -30,15 +32,11 @@ import structlog
 
 from ottla.protocol import (
     DecodedRequest,
-    ErrorCode,
     FrameDecoder,
     ProtocolError,
-    RequestHeader,
     UnsupportedRequest,
     decode_request,
     encode_response,
-    encode_response_header,
-    frame_size_prefix,
 )
 
 __all__ = ["AfterSend", "Connection", "ConnectionLimits", "Deferred", "RequestHandler"]
@@ -400,16 +398,3 @@ class Connection(asyncio.BufferedProtocol):
         waiting for them would always spend the whole shutdown grace.
         """
         return all(slot.api_key == _FETCH_KEY for slot in self._slots)
-
-
-def unsupported_error_body(header: RequestHeader) -> Chunks:
-    """Framed response of a request whose API has no decodable schema here.
-
-    Only the correlation id and the UNSUPPORTED_VERSION error code (an int16), the
-    shape Kafka's error responses start with; clients that sent an API the broker
-    never advertised get a clear error instead of a silent close.
-    """
-    body = encode_response_header(header.correlation_id, 0) + int(
-        ErrorCode.unsupported_version
-    ).to_bytes(2, "big", signed=True)
-    return [frame_size_prefix(len(body)), body]

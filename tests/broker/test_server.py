@@ -4,7 +4,8 @@ Proves, over real loopback sockets with a stub handler: responses leave in reque
 order even when an earlier request completes later; a connection whose requests
 exceed the in-flight byte limit stops being read until they drain; an oversized
 frame or garbage closes only that connection while another is still served; an
-unknown api key gets UNSUPPORTED_VERSION; a `Deferred` answer (acks=all, a waiting
+unsupported request gets the answer the dispatcher gives (UNSUPPORTED_VERSION here)
+or, given none, closes the connection; a `Deferred` answer (acks=all, a waiting
 fetch) keeps that order, finishes once, runs its cancel hooks once and leaves no
 reference cycle behind.
 """
@@ -20,8 +21,8 @@ from typing import Any
 import pytest
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
-from ottla.broker.server import Connection, ConnectionLimits, Deferred, unsupported_error_body
-from ottla.protocol import DecodedRequest, build_api_versions_response
+from ottla.broker.server import Chunks, Connection, ConnectionLimits, Deferred
+from ottla.protocol import DecodedRequest, UnsupportedRequest, build_api_versions_response
 from tests.integration.rawclient import encode_request
 
 Handler = Callable[[Connection, DecodedRequest], Any]
@@ -33,9 +34,7 @@ async def _serve(
     connections: list[Connection] = []
 
     def factory() -> Connection:
-        connection = Connection(
-            handler, lambda u: unsupported_error_body(u.header), limits, on_close=None
-        )
+        connection = Connection(handler, _unsupported, limits, on_close=None)
         connections.append(connection)
         return connection
 
@@ -123,6 +122,30 @@ async def test_bad_frames_close_only_their_connection() -> None:
     await healthy_writer.drain()
     assert struct.unpack_from(">i", await _read_frame(healthy_reader))[0] == 9
     healthy_writer.close()
+    server.close()
+
+
+def _unsupported(unsupported: UnsupportedRequest) -> Chunks | None:
+    """Answers an unknown api key 999 with its correlation id and error 35; closes on
+    any other (the broker's dispatcher closes on all but ApiVersions)."""
+    header = unsupported.header
+    if header.api_key != 999:
+        return None
+    body = struct.pack(">ih", header.correlation_id, 35)
+    return [struct.pack(">i", len(body)), body]
+
+
+async def test_an_unsupported_request_closes_unless_answered() -> None:
+    def handler(connection: Connection, request: DecodedRequest) -> Any:
+        raise AssertionError("not reached")
+
+    server, port, _ = await _serve(handler, ConnectionLimits(1024, 1 << 20))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = struct.pack(">hhih", 998, 0, 78, -1)
+    writer.write(struct.pack(">i", len(body)) + body)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the broker
+    writer.close()
     server.close()
 
 
