@@ -5,8 +5,11 @@ on a topic; DescribeConfigs shows them as DYNAMIC_TOPIC_CONFIG, and the partitio
 applies the new limit at once (a batch over it gets MESSAGE_TOO_LARGE). A DELETE
 restores the default. confluent's alter_configs (the legacy AlterConfigs) replaces
 the topic's whole set of overrides; kafka-python's alter_configs (incremental on
-brokers that offer it) adds one and keeps the rest. An unknown config name is
-INVALID_CONFIG.
+brokers that offer it) adds one and keeps the rest. An unknown topic config name is
+INVALID_CONFIG. A broker resource's configs are recorded, known or not, as Kafka
+records them (librdkafka's own test 0081 sets `sasl.kerberos.min.time.before.relogin`
+on a broker; ottla answered INVALID_CONFIG): a known one then reads back as
+DYNAMIC_BROKER_CONFIG.
 """
 
 from __future__ import annotations
@@ -112,3 +115,31 @@ def test_kafka_python_alter_configs(broker: BrokerProcess) -> None:
     described = _describe(AdminClient({"bootstrap.servers": broker.bootstrap}), "kp-altered")
     assert described["segment.ms"] == ("7200000", ConfigSource.DYNAMIC_TOPIC_CONFIG)
     assert described["retention.ms"] == ("1000000", ConfigSource.DYNAMIC_TOPIC_CONFIG)
+
+
+def test_broker_configs_are_recorded_known_or_not(broker: BrokerProcess) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ConfigResource(
+        ConfigResource.Type.BROKER,
+        "1",
+        incremental_configs=[
+            ConfigEntry(
+                "sasl.kerberos.min.time.before.relogin",
+                "58000",
+                incremental_operation=AlterConfigOpType.SET,
+            ),
+            ConfigEntry("log.retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(15)
+    described = ConfigResource(ConfigResource.Type.BROKER, "1")
+    entries = admin.describe_configs([described])[described].result(15)
+    retention = entries["log.retention.ms"]
+    assert (retention.value, ConfigSource(retention.source)) == (
+        "3600000",
+        ConfigSource.DYNAMIC_BROKER_CONFIG,
+    )
+    legacy = ConfigResource(
+        ConfigResource.Type.BROKER, "1", set_config={"ssl.cipher.suites": "TLS_AES_128_GCM_SHA256"}
+    )
+    admin.alter_configs([legacy])[legacy].result(15)

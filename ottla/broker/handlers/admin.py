@@ -14,7 +14,8 @@ DescribeConfigs returns every topic config with its value, source
 for inherited ones), type (v3+) and, on request, synonyms and documentation.
 AlterConfigs replaces a resource's whole set of dynamic configs;
 IncrementalAlterConfigs applies SET/DELETE/APPEND/SUBTRACT per key. Broker
-resources are accepted and recorded (dynamic broker configs), not applied live.
+resources are accepted and recorded (dynamic broker configs), not applied live; as in
+Kafka, names of configs this broker does not know are recorded too.
 """
 
 from __future__ import annotations
@@ -374,12 +375,11 @@ def _config_changes(
             problem = _validate_config(name, value)
             if problem:
                 return ErrorCode.invalid_config, problem, []
-    elif resource_type == BROKER_RESOURCE:
-        for name in changes:
-            if name not in BROKER_CONFIGS:
-                return ErrorCode.invalid_config, f"Unknown broker config {name}", []
-    else:
+    elif resource_type != BROKER_RESOURCE:
         return ErrorCode.invalid_request, f"Unsupported resource type {resource_type}", []
+    # A broker's configs are recorded, not applied. Kafka stores names it does not know
+    # (its DynamicBrokerConfig parses only defined keys), and clients set configs of
+    # features ottla lacks, such as SASL's: every name is recorded.
     records: list[MetadataRecord] = [
         ConfigRecord(resource_type, resource_name, name, value)
         for name, value in sorted(changes.items())
