@@ -7,7 +7,9 @@ in every node's Metadata; (3) after SIGKILL of the quorum leader a new leader is
 and CreateTopics succeeds again within 5 s; (4) the killed node restarts and catches up
 (it sees the topic created while it was down); (5) after restarting all three, every
 topic is still there; (6) a node configured with another cluster.id is refused by the
-quorum and a multi-voter node without cluster.id does not start.
+quorum and a multi-voter node without cluster.id does not start; (7) with two nodes
+killed, confluent-kafka's CreateTopics to the survivor gets REQUEST_TIMED_OUT (it got a
+dropped connection, _TRANSPORT, before).
 """
 
 from __future__ import annotations
@@ -200,3 +202,28 @@ def test_a_node_of_another_cluster_is_refused(cluster: dict[int, BrokerProcess])
     with pytest.raises(RuntimeError, match="does not match cluster id"):
         nodes[stranger].start()
     nodes[stranger].process = None
+
+
+def test_create_topics_without_a_quorum_times_out_for_a_real_client(
+    cluster: dict[int, BrokerProcess],
+) -> None:
+    """(7) With two of three nodes killed no controller can commit: confluent-kafka's
+    CreateTopics gets REQUEST_TIMED_OUT on its topic (Kafka's answer), not a dropped
+    connection, and the survivor keeps answering on the same client."""
+    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # noqa: PLC0415
+
+    nodes = cluster
+    _leader(nodes)
+    survivor = nodes[1]
+    for node_id in (2, 3):
+        nodes[node_id].stop(signal.SIGKILL)
+    admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
+    started = time.monotonic()
+    future = admin.create_topics([NewTopic("no-quorum", 1, 1)], request_timeout=60)["no-quorum"]
+    with pytest.raises(KafkaException) as raised:
+        future.result(90)
+    error = raised.value.args[0]
+    assert error.code() == KafkaError.REQUEST_TIMED_OUT, error
+    print(f"REQUEST_TIMED_OUT after {time.monotonic() - started:.1f} s")
+    assert "no-quorum" not in admin.list_topics(timeout=10).topics  # the same client, served
