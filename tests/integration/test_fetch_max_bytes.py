@@ -11,7 +11,6 @@ consumer's settings.
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from ottla.protocol import Record, build_batch, iter_batches
 from tests.integration.clients import client_for
 from tests.integration.conftest import BrokerProcess, shared_broker_in
-from tests.integration.wire import Wire, kio_module, produce_partition
+from tests.integration.wire import Wire, fetch_request, produce_partition
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,33 +44,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 def _fetch(broker: BrokerProcess, max_bytes: int, partition_max_bytes: int) -> list[int]:
     """Base offsets of the batches one Fetch v12 returns from offset 0."""
-    module = kio_module(1, 12)
-    body = module.FetchRequest(
-        replica_id=-1,
-        max_wait=datetime.timedelta(0),
-        min_bytes=0,
-        max_bytes=max_bytes,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        topics=(
-            module.FetchTopic(
-                topic=TOPIC,
-                partitions=(
-                    module.FetchPartition(
-                        partition=0,
-                        current_leader_epoch=-1,
-                        fetch_offset=0,
-                        last_fetched_epoch=-1,
-                        log_start_offset=-1,
-                        partition_max_bytes=partition_max_bytes,
-                    ),
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
+    body = fetch_request(TOPIC, 0, 0, max_bytes, partition_max_bytes=partition_max_bytes)
     with Wire(broker.bootstrap) as wire:
         (partition,) = wire.request(1, 12, body).responses[0].partitions
     assert partition.error_code == 0

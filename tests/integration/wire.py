@@ -144,8 +144,10 @@ def fetch_request(
     max_bytes: int = 1 << 20,
     max_wait_ms: int = 0,
     min_bytes: int = 0,
+    partition_max_bytes: int | None = None,
 ) -> Any:
-    """A Fetch v12 body for one partition from `offset`, no session."""
+    """A Fetch v12 body for one partition from `offset`, no session; the partition's
+    limit is `max_bytes` unless given."""
     module = kio_module(1, 12)
     return module.FetchRequest(
         replica_id=-1,
@@ -165,7 +167,9 @@ def fetch_request(
                         fetch_offset=offset,
                         last_fetched_epoch=-1,
                         log_start_offset=-1,
-                        partition_max_bytes=max_bytes,
+                        partition_max_bytes=(
+                            max_bytes if partition_max_bytes is None else partition_max_bytes
+                        ),
                     ),
                 ),
             ),

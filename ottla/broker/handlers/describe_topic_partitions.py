@@ -25,7 +25,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
-from ottla.broker.handlers.metadata import offline_replicas
+from ottla.broker.handlers.metadata import NOT_REQUESTED, partition_fields
 from ottla.cluster import INTERNAL_TOPICS, MetadataImage, TopicImage, validate_topic_name
 from ottla.protocol import DecodedRequest, ErrorCode
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["handle_describe_topic_partitions"]
 
 PARTITION_LIMIT_MAX = 2000  # Kafka's max.request.partition.size.limit default
-_NOT_REQUESTED = -2147483648
 _ZERO_UUID = uuid.UUID(int=0)
 
 
@@ -87,63 +86,48 @@ def handle_describe_topic_partitions(
 
 
 def _topic(module: Any, image: MetadataImage, topic: TopicImage, indexes: list[int]) -> Any:
-    partitions = []
-    for index in indexes:
-        partition = topic.partitions[index]
-        partitions.append(
-            make(
-                module.DescribeTopicPartitionsResponsePartition,
-                error_code=ErrorCode.none
-                if partition.leader >= 0
-                else ErrorCode.leader_not_available,
-                partition_index=index,
-                leader_id=partition.leader,
-                leader_epoch=partition.leader_epoch,
-                replica_nodes=partition.replicas,
-                isr_nodes=partition.isr,
-                eligible_leader_replicas=None,
-                last_known_elr=None,
-                offline_replicas=offline_replicas(image, partition.replicas),
-            )
+    partitions = tuple(
+        make(
+            module.DescribeTopicPartitionsResponsePartition,
+            **partition_fields(image, topic, index),
+            eligible_leader_replicas=None,
+            last_known_elr=None,
         )
-    return make(
-        module.DescribeTopicPartitionsResponseTopic,
-        error_code=ErrorCode.none,
-        name=topic.name,
-        topic_id=topic.topic_id,
-        is_internal=topic.name in INTERNAL_TOPICS,
-        partitions=tuple(partitions),
-        topic_authorized_operations=_NOT_REQUESTED,
+        for index in indexes
     )
+    return _entry(module, ErrorCode.none, topic.name, topic.topic_id, partitions)
 
 
 def _missing(module: Any, name: str) -> Any:
     invalid = validate_topic_name(name) is not None
-    return make(
-        module.DescribeTopicPartitionsResponseTopic,
-        error_code=(
-            ErrorCode.invalid_topic_exception if invalid else ErrorCode.unknown_topic_or_partition
-        ),
-        name=name,
-        topic_id=_ZERO_UUID,
-        is_internal=name in INTERNAL_TOPICS,
-        partitions=(),
-        topic_authorized_operations=_NOT_REQUESTED,
-    )
+    code = ErrorCode.invalid_topic_exception if invalid else ErrorCode.unknown_topic_or_partition
+    return _entry(module, code, name)
 
 
 def _invalid(request: DecodedRequest, module: Any) -> Any:
-    """Kafka's error response for a bad cursor: every requested topic, INVALID_REQUEST."""
+    """Kafka's error response for a bad cursor: every requested topic, INVALID_REQUEST
+    (is_internal false, as Kafka's getErrorResponse leaves it)."""
     topics = tuple(
-        make(
-            module.DescribeTopicPartitionsResponseTopic,
-            error_code=ErrorCode.invalid_request,
-            name=topic.name,
-            topic_id=_ZERO_UUID,
-            is_internal=False,
-            partitions=(),
-            topic_authorized_operations=_NOT_REQUESTED,
-        )
+        _entry(module, ErrorCode.invalid_request, str(topic.name), internal=False)
         for topic in request.body.topics
     )
     return make(response_type(request), throttle_time=NO_THROTTLE, topics=topics, next_cursor=None)
+
+
+def _entry(
+    module: Any,
+    code: ErrorCode,
+    name: str,
+    topic_id: uuid.UUID = _ZERO_UUID,
+    partitions: tuple[Any, ...] = (),
+    internal: bool | None = None,
+) -> Any:
+    return make(
+        module.DescribeTopicPartitionsResponseTopic,
+        error_code=code,
+        name=name,
+        topic_id=topic_id,
+        is_internal=name in INTERNAL_TOPICS if internal is None else internal,
+        partitions=partitions,
+        topic_authorized_operations=NOT_REQUESTED,
+    )

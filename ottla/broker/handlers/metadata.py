@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from ottla.broker.broker import Broker
     from ottla.broker.server import Connection
 
-__all__ = ["handle_describe_cluster", "handle_metadata", "offline_replicas"]
+__all__ = ["NOT_REQUESTED", "handle_describe_cluster", "handle_metadata", "partition_fields"]
 
-_NOT_REQUESTED = -2147483648
+NOT_REQUESTED = -2147483648  # authorized operations: not asked for (no ACLs here)
 
 
 def broker_endpoints(
@@ -109,7 +109,7 @@ def handle_metadata(
                     topic_id=topic_id or _ZERO_UUID,
                     is_internal=False,
                     partitions=(),
-                    topic_authorized_operations=_NOT_REQUESTED,
+                    topic_authorized_operations=NOT_REQUESTED,
                 )
             )
             continue
@@ -125,31 +125,36 @@ def handle_metadata(
         cluster_id=broker.cluster_id,
         controller_id=_controller_id(broker),
         topics=tuple(topics),
-        cluster_authorized_operations=_NOT_REQUESTED,
+        cluster_authorized_operations=NOT_REQUESTED,
         error_code=ErrorCode.none,
     )
 
 
-def offline_replicas(image: MetadataImage, replicas: tuple[int, ...]) -> tuple[int, ...]:
-    """The replicas on brokers that are fenced or not registered (Kafka's
-    `offline_replicas`: their copies cannot be read or elected now)."""
+def partition_fields(image: MetadataImage, topic: TopicImage, index: int) -> dict[str, Any]:
+    """One partition as Metadata and DescribeTopicPartitions describe it: leader (or
+    LEADER_NOT_AVAILABLE), epoch, replicas, ISR and the offline replicas (on brokers that
+    are fenced or not registered: their copies cannot be read or elected now)."""
+    partition = topic.partitions[index]
     brokers = image.brokers
-    return tuple(r for r in replicas if (registered := brokers.get(r)) is None or registered.fenced)
+    return {
+        "error_code": ErrorCode.none if partition.leader >= 0 else ErrorCode.leader_not_available,
+        "partition_index": index,
+        "leader_id": partition.leader,
+        "leader_epoch": partition.leader_epoch,
+        "replica_nodes": partition.replicas,
+        "isr_nodes": partition.isr,
+        "offline_replicas": tuple(
+            r
+            for r in partition.replicas
+            if (registered := brokers.get(r)) is None or registered.fenced
+        ),
+    }
 
 
 def _topic(module: Any, image: MetadataImage, topic: TopicImage) -> Any:
     partitions = tuple(
-        make(
-            module.MetadataResponsePartition,
-            error_code=ErrorCode.none if partition.leader >= 0 else ErrorCode.leader_not_available,
-            partition_index=index,
-            leader_id=partition.leader,
-            leader_epoch=partition.leader_epoch,
-            replica_nodes=partition.replicas,
-            isr_nodes=partition.isr,
-            offline_replicas=offline_replicas(image, partition.replicas),
-        )
-        for index, partition in sorted(topic.partitions.items())
+        make(module.MetadataResponsePartition, **partition_fields(image, topic, index))
+        for index in sorted(topic.partitions)
     )
     return make(
         module.MetadataResponseTopic,
@@ -158,7 +163,7 @@ def _topic(module: Any, image: MetadataImage, topic: TopicImage) -> Any:
         topic_id=topic.topic_id,
         is_internal=topic.name in INTERNAL_TOPICS,
         partitions=partitions,
-        topic_authorized_operations=_NOT_REQUESTED,
+        topic_authorized_operations=NOT_REQUESTED,
     )
 
 
@@ -179,7 +184,7 @@ def handle_describe_cluster(broker: Broker, connection: Connection, request: Dec
             cluster_id=broker.cluster_id,
             controller_id=-1,
             brokers=(),
-            cluster_authorized_operations=_NOT_REQUESTED,
+            cluster_authorized_operations=NOT_REQUESTED,
         )
     brokers = tuple(
         make(
@@ -203,7 +208,7 @@ def handle_describe_cluster(broker: Broker, connection: Connection, request: Dec
         cluster_id=broker.cluster_id,
         controller_id=_controller_id(broker),
         brokers=brokers,
-        cluster_authorized_operations=_NOT_REQUESTED,
+        cluster_authorized_operations=NOT_REQUESTED,
     )
 
 
