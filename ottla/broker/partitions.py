@@ -597,6 +597,9 @@ class ReplicaManager:
         # {(topic id, partition): high watermark} from the checkpoint read at startup,
         # each taken by the partition's first opening (broker/high_watermarks.py).
         self.restored_high_watermarks: dict[tuple[uuid.UUID, int], int] = {}
+        # Directories whose partition.metadata is written but not yet fsynced: synced
+        # in a worker thread, a batch per event-loop turn (partition_dirs docstring).
+        self._unsynced_topic_ids: list[Path] = []
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
@@ -624,7 +627,8 @@ class ReplicaManager:
         directory = self.data_dir / f"{topic}-{index}"
         partition_dirs.claim(directory, topic_id)  # a same-named old topic's dir goes aside
         log_ = Log.open(directory, config, now_ms=now_ms)
-        partition_dirs.record(directory, topic_id)
+        if partition_dirs.record(directory, topic_id, durable=False):
+            self._sync_topic_id_later(directory)
         log_.on_seal = _sync_sealed_off_loop(log_)
         partition = Partition(topic, index, topic_id, log_, config, topic_configs, leader_epoch)
         partition.on_storage_error = self.on_storage_error
@@ -633,6 +637,18 @@ class ReplicaManager:
             partition.restore_high_watermark(restored)
         self.partitions[(topic, index)] = partition
         return partition
+
+    def _sync_topic_id_later(self, directory: Path) -> None:
+        self._unsynced_topic_ids.append(directory)
+        if len(self._unsynced_topic_ids) == 1:  # the first of this turn's batch
+            asyncio.get_running_loop().call_soon(self._sync_topic_ids)
+
+    def _sync_topic_ids(self) -> None:
+        batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
+        if not batch:
+            return
+        future = asyncio.get_running_loop().run_in_executor(None, _sync_topic_ids, batch)
+        future.add_done_callback(_log_sync_failure)
 
     def remove_partition(self, topic: str, index: int) -> None:
         """Close and delete one partition (this broker no longer replicates it)."""
@@ -663,6 +679,11 @@ class ReplicaManager:
         disk (450 partitions: 25 s). Logs share nothing but the map budget, which
         is locked, so they close concurrently and the fsyncs overlap.
         """
+        batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
+        try:
+            _sync_topic_ids(batch)
+        except OSError as sync_error:
+            log.error("partition_metadata_sync_failed", error=repr(sync_error))
         partitions = list(self)
         if partitions:
             workers = min(_CLOSE_THREADS_MAX, len(partitions))
@@ -676,6 +697,17 @@ class ReplicaManager:
 
 
 _CLOSE_THREADS_MAX = 16
+
+
+def _sync_topic_ids(directories: list[Path]) -> None:
+    for directory in directories:
+        partition_dirs.sync_topic_id(directory)
+
+
+def _log_sync_failure(future: asyncio.Future[None]) -> None:
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        log.error("partition_metadata_sync_failed", error=repr(error))
 
 
 def _close_partition(partition: Partition) -> str | None:

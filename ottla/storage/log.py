@@ -275,10 +275,26 @@ class Log:
     ) -> Log:
         """Open (creating if needed) and recover the log in `directory`."""
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
         log = cls(path, config or LogConfig(), map_budget or DEFAULT_MAP_BUDGET)
-        log._open(now_ms)
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            log._open(now_ms)
+        else:
+            log._create(now_ms)
         return log
+
+    def _create(self, now_ms: int) -> None:
+        """A log in a directory just made: one empty active segment at offset 0, with
+        none of `_open`'s scans (no files, checkpoints or markers can be there yet). A
+        node opening a new topic's partitions does this for each on the event loop."""
+        segment = LogSegment(self.directory, 0, self.config, self.budget)
+        segment.activate()
+        segment.created_ms = now_ms
+        self.segments = [segment]
+        self._bases = [0]
+        self._last_flush_ms = now_ms
+        _log.info("storage.log.created", directory=str(self.directory))
 
     def _open(self, now_ms: int) -> None:
         directory = self.directory

@@ -6,13 +6,20 @@ padding, as Kafka's Uuid prints it) and reads back; an unreadable one reads as a
 directory's partition.metadata names another id) sets the old directory aside and
 starts an empty log, where before it served the old records; a directory without the
 file is adopted (and gets one); `sweep_strays` sets aside exactly the partition
-directories not hosted, never the metadata log, files, or directories set aside before.
+directories not hosted, never the metadata log, files, or directories set aside before;
+a new partition's partition.metadata is readable as soon as it opens and is fsynced in
+a worker thread, not on the event loop's (and at close if still pending); syncing a
+directory deleted meanwhile is no error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from pathlib import Path
+
+import pytest
 
 from ottla.broker import partition_dirs
 from ottla.broker.partitions import ReplicaManager
@@ -82,3 +89,49 @@ def test_sweep_sets_aside_only_partition_directories_not_hosted(tmp_path: Path) 
     assert "gone-3" not in names
     for kept in ("kept-0", "__cluster_metadata-0", "gone-1.abc-stray", "notapartition", "file-0"):
         assert kept in names
+
+
+async def test_partition_metadata_is_fsynced_in_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    both_synced: asyncio.Future[None] = loop.create_future()
+    synced: list[tuple[int, Path]] = []
+
+    def sync_topic_id(directory: Path) -> None:
+        synced.append((threading.get_ident(), directory))
+        if len(synced) == 2:
+            loop.call_soon_threadsafe(both_synced.set_result, None)
+
+    monkeypatch.setattr(partition_dirs, "sync_topic_id", sync_topic_id)
+    replicas = ReplicaManager(tmp_path)
+    for index in (0, 1):
+        replicas.open_partition("orders", index, NEW, LogConfig(), {}, 0, now_ms=0)
+        assert partition_dirs.read_topic_id(tmp_path / f"orders-{index}") == NEW
+    assert synced == []  # nothing fsynced while the event loop's thread opened them
+    await asyncio.wait_for(both_synced, 10)
+    assert sorted(directory.name for _, directory in synced) == ["orders-0", "orders-1"]
+    assert all(thread != threading.get_ident() for thread, _ in synced)
+    replicas.close()
+
+
+async def test_close_fsyncs_partition_metadata_still_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    monkeypatch.setattr(partition_dirs, "sync_topic_id", synced.append)
+    replicas = ReplicaManager(tmp_path)
+    replicas.open_partition("orders", 0, NEW, LogConfig(), {}, 0, now_ms=0)
+    replicas.close()  # before the event loop ran the worker thread's batch
+    assert synced == [tmp_path / "orders-0"]
+
+
+def test_syncing_a_deleted_partition_directory_is_no_error(tmp_path: Path) -> None:
+    directory = tmp_path / "orders-0"
+    directory.mkdir()
+    partition_dirs.write_topic_id(directory, NEW, durable=False)
+    partition_dirs.sync_topic_id(directory)
+    assert partition_dirs.read_topic_id(directory) == NEW
+    (directory / "partition.metadata").unlink()
+    directory.rmdir()
+    partition_dirs.sync_topic_id(directory)  # its topic was deleted meanwhile

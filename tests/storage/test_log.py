@@ -6,7 +6,8 @@ max_bytes, min_one_message and max_offset; timestamp lookups find the first batc
 or after a time; follower truncation, DeleteRecords and retention (time and size) move
 the offsets and survive a reopen; bad input (CRC, length, size, follower offsets) is
 refused with Kafka's error and leaves the log unchanged; damaged or mismatched indexes
-and checkpoints are rebuilt from the log.
+and checkpoints are rebuilt from the log; a log made in a new directory (no scans) is
+in the state an empty existing directory opens in, and recovers after a crash.
 """
 
 from __future__ import annotations
@@ -57,6 +58,31 @@ def test_append_assigns_offsets_and_reads_back_across_rolls(tmp_path: Path) -> N
     more = _fill(reopened, 5, start_ms=5000)
     assert read_all(reopened) == expected + more
     reopened.close()
+
+
+def _state(log: Log) -> tuple[object, ...]:
+    return (
+        log.log_start_offset,
+        log.log_end_offset,
+        log.recovery_point,
+        [(segment.base_offset, segment.active, segment.size) for segment in log.segments],
+        log.epoch_cache.entries,
+        sorted(path.name for path in log.directory.iterdir()),
+    )
+
+
+def test_a_new_directory_gets_the_state_an_empty_one_opens_in(tmp_path: Path) -> None:
+    (tmp_path / "empty-0").mkdir()
+    opened = Log.open(tmp_path / "empty-0", SMALL, now_ms=7)
+    created = Log.open(tmp_path / "new-0", SMALL, now_ms=7)
+    assert _state(created) == _state(opened)
+    assert created.segments[0].created_ms == opened.segments[0].created_ms == 7
+    expected = _fill(created, 4)
+    # No close: the next open is an unclean one, which scans what was appended.
+    recovered = Log.open(tmp_path / "new-0", SMALL)
+    assert read_all(recovered) == expected
+    for log in (opened, created, recovered):
+        log.close()
 
 
 def test_read_starts_at_the_batch_holding_the_offset(tmp_path: Path) -> None:
