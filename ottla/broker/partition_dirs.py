@@ -42,7 +42,7 @@ from typing import Final
 
 import structlog
 
-from ottla.storage import fsync_directory
+from ottla.storage import fsync_directory, sync_file
 
 __all__ = [
     "PARTITION_METADATA_FILE",
@@ -108,14 +108,7 @@ def write_topic_id(directory: Path, topic_id: uuid.UUID, *, durable: bool = True
 def sync_topic_id(directory: Path) -> None:
     """fsync `directory`/partition.metadata and the directory (any thread). A directory
     deleted meanwhile (its topic deleted) needs nothing."""
-    try:
-        fd = os.open(directory / PARTITION_METADATA_FILE, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_file(directory / PARTITION_METADATA_FILE)
     with contextlib.suppress(FileNotFoundError):
         fsync_directory(directory)
 
