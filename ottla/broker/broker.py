@@ -150,7 +150,8 @@ class Broker:
         future = self.raft.propose(payloads)
         if future.done():  # one voter: committed already
             return future.result()
-        return await asyncio.wait_for(asyncio.shield(future), max(timeout_s, 0.001))
+        async with asyncio.timeout(max(timeout_s, 0.001)):
+            return await asyncio.shield(future)
 
     def live_broker_ids(self) -> list[int]:
         return self.image.live_broker_ids()
@@ -624,7 +625,8 @@ class Broker:
             connection.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await server.wait_closed()
         if self.raft is not None:
             with contextlib.suppress(Exception):
                 await self.raft.stop()

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -100,6 +101,10 @@ class ControllerUnavailableError(Exception):
     """No active controller answered a controller request in time."""
 
 
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
 def frame_bytes(chunks: list[Any]) -> bytes:
     """A framed message without its 4-byte size prefix."""
     return b"".join(bytes(c) for c in chunks)[4:]
@@ -114,6 +119,10 @@ class ControllerShell:
         self.session_timeout_ms = int(config.get("broker.session.timeout.ms"))
         self.heartbeat_interval_ms = int(config.get("broker.heartbeat.interval.ms"))
         self.sessions = Sessions(self.session_timeout_ms, FAST_FENCING_GRACE_MS)
+        # Broker sessions and the controller's timers run on a monotonic clock, as
+        # Kafka's BrokerHeartbeatManager does: a wall clock stepped forward by more
+        # than a session would fence every broker at once (all heartbeats look old).
+        self.clock: Callable[[], int] = _monotonic_ms
         self._heartbeat_now = asyncio.Event()
         self._fencing_wake = asyncio.Event()
         self._heartbeat_connections: dict[int, Connection] = {}
@@ -143,7 +152,7 @@ class ControllerShell:
         assert raft is not None
         if raft.is_leader and raft.leader_epoch != self._leader_epoch_seen:
             self._leader_epoch_seen = raft.leader_epoch
-            now = self.broker.clock()
+            now = self.clock()
             suspects = {raft.previous_leader_id} - {self.broker.node_id, -1}
             self.sessions.reset(self.broker.image, now, suspects)
             self._heartbeat_connections.clear()
@@ -174,7 +183,8 @@ class ControllerShell:
             if records:
                 future = self.broker.propose_metadata_nowait(records)
                 if not future.done():
-                    await asyncio.wait_for(asyncio.shield(future), timeout_s)
+                    async with asyncio.timeout(timeout_s):
+                        await asyncio.shield(future)
                 else:
                     future.result()
             return result
@@ -218,7 +228,8 @@ class ControllerShell:
                     answer = await self._forward(raft.leader_id, frame, body, remaining)
                     if answer is not None:
                         offset, response = answer
-                        await asyncio.wait_for(raft.wait_applied(offset), deadline - loop.time())
+                        async with asyncio.timeout(deadline - loop.time()):
+                            await raft.wait_applied(offset)
                         return response
             except NotLeaderError:
                 pass
@@ -275,7 +286,7 @@ class ControllerShell:
         del self._heartbeat_connections[broker_id]
         if not self.is_active:
             return
-        self.sessions.connection_lost(broker_id, self.broker.clock())
+        self.sessions.connection_lost(broker_id, self.clock())
         self._fencing_wake.set()
         log.info("broker_connection_lost", broker_id=broker_id, grace_ms=self.sessions.grace_ms)
 
@@ -359,7 +370,8 @@ class ControllerShell:
         """
         timeout_s = self.controlled_shutdown_timeout_ms / 1000
         try:
-            return await asyncio.wait_for(self._controlled_shutdown(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await self._controlled_shutdown()
         except TimeoutError:
             log.warning("controlled_shutdown_incomplete", node_id=self.broker.node_id)
             return False
@@ -420,7 +432,8 @@ class ControllerShell:
         interval_s = self.heartbeat_interval_ms / 1000
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._heartbeat_now.wait(), interval_s)
+                async with asyncio.timeout(interval_s):
+                    await self._heartbeat_now.wait()
             self._heartbeat_now.clear()
             body = self._heartbeat_request(False)
             try:
@@ -443,15 +456,16 @@ class ControllerShell:
             if self.is_active:
                 deadline = self.sessions.next_deadline_ms(self.broker.image)
                 if deadline is not None:
-                    wait_ms = min(wait_ms, max(deadline - self.broker.clock(), 1))
+                    wait_ms = min(wait_ms, max(deadline - self.clock(), 1))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fencing_wake.wait(), wait_ms / 1000)
+                async with asyncio.timeout(wait_ms / 1000):
+                    await self._fencing_wake.wait()
             self._fencing_wake.clear()
             if not self.is_active:
                 continue
             try:
                 self._check_leadership()
-                now = self.broker.clock()
+                now = self.clock()
                 fenced = await self.write(self._expire)
                 if fenced:
                     log.warning("brokers_fenced", records=len(fenced), now_ms=now)
@@ -468,7 +482,7 @@ class ControllerShell:
                 log.warning("fencing_tick_failed", error=repr(error))
 
     def _expire(self, image: MetadataImage) -> tuple[list[MetadataRecord], list[MetadataRecord]]:
-        return _twice(self.sessions.expire(image, self.broker.clock()))
+        return _twice(self.sessions.expire(image, self.clock()))
 
     def _rebalance(self, image: MetadataImage) -> tuple[list[MetadataRecord], list[MetadataRecord]]:
         from ottla.cluster import preferred_imbalance  # noqa: PLC0415
@@ -486,7 +500,7 @@ class ControllerShell:
             records, epoch = register(
                 image, broker_id, incarnation_id, endpoints, None, image.offset + 1
             )
-            self.sessions.registered(broker_id, self.broker.clock())
+            self.sessions.registered(broker_id, self.clock())
             if records:
                 log.info("broker_registration", broker_id=broker_id, broker_epoch=epoch)
             return records, epoch
@@ -498,7 +512,7 @@ class ControllerShell:
     ) -> HeartbeatResult:
         def decide(image: MetadataImage) -> tuple[list[MetadataRecord], HeartbeatResult]:
             result = self.sessions.heartbeat(
-                image, broker_id, broker_epoch, self.broker.clock(), want_shut_down
+                image, broker_id, broker_epoch, self.clock(), want_shut_down
             )
             if result.records:
                 event = "broker_shutting_down" if want_shut_down else "broker_unfenced"

@@ -221,12 +221,10 @@ class NodeClient:
         if address is None:
             raise ConnectionError(f"no address for node {node_id}")
         host, port = address
-        _, connection = await asyncio.wait_for(
-            asyncio.get_running_loop().create_connection(
+        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+            _, connection = await asyncio.get_running_loop().create_connection(
                 lambda: _Connection(lambda: self._lost(node_id, lane)), host, port
-            ),
-            _CONNECT_TIMEOUT_S,
-        )
+            )
         if lane == "fetch":
             sock = connection.socket()
             if sock is not None:

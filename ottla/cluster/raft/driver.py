@@ -260,7 +260,8 @@ class RaftDriver:
         if isinstance(message, FetchRequest):
             timeout_ms = min(timeout_ms, message.max_wait_ms + self.config.request_timeout_ms // 2)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout_ms / 1000)
+            async with asyncio.timeout(timeout_ms / 1000):
+                reply = await asyncio.shield(future)
         except TimeoutError:
             return codec.error_response(request, ErrorCode.request_timed_out)
         finally:
@@ -531,7 +532,8 @@ class RaftDriver:
 
 async def wait_for_proposal(future: asyncio.Future[int], timeout_s: float) -> int:
     """Await a proposal's commit for at most `timeout_s` (TimeoutError after)."""
-    return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    async with asyncio.timeout(timeout_s):
+        return await asyncio.shield(future)
 
 
 def close_quietly(driver: RaftDriver) -> None:
