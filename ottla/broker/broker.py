@@ -545,6 +545,7 @@ class Broker:
                     log.error("retention_failed", partition=partition.name, error=repr(error))
                     continue
                 if deleted:
+                    partition.log_start_moved()
                     log.info(
                         "retention_deleted",
                         partition=partition.name,

@@ -30,12 +30,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from ottla.broker import partition_dirs
 from ottla.broker.producer_state import ProducerStateManager
-from ottla.cluster import LeaderState
+from ottla.cluster import FetchClock, LeaderState
 from ottla.protocol import (
     ErrorCode,
     ProtocolError,
@@ -107,6 +108,9 @@ class Partition:
         # where it starts on taking its first role (broker/high_watermarks.py).
         self._restored_high_watermark = 0
         self._acks_waiters: list[tuple[int, Callable[[ErrorCode], None]]] = []
+        # Leader: the follower fetch sessions this partition is idle in (fetch_sessions.py)
+        # -> that follower's id; told (and emptied) at any change.
+        self._idle_in: dict[Any, int] = {}
         # Told when the disk refuses this leader's append (the broker decides whether to
         # stop so that another in-sync replica leads: Broker.log_dir_failed).
         self.on_storage_error: Callable[[Partition, OSError], None] | None = None
@@ -176,6 +180,7 @@ class Partition:
         # (or the log start) and the ISR's fetches move it up.
         fresh = self.role[0] == _NO_ROLE and len(replicas) > 1
         start = self._starting_high_watermark() if fresh else self.high_watermark
+        self._changed()  # sessions idle on the last term's follower state read it again
         self.replication = LeaderState(
             node_id, replicas, isr, partition_epoch, start, self.log_end_offset, now_ms
         )
@@ -188,6 +193,7 @@ class Partition:
         state = self.replication
         assert state is not None
         self.isr = isr
+        self._changed(wake=False)
         if state.update_isr(replicas, isr, partition_epoch, self.log_end_offset, now_ms):
             self._high_watermark_moved()
         else:
@@ -537,8 +543,39 @@ class Partition:
         self._wake(replicas=True)
         self._wake(replicas=False)
 
+    def mark_idle(self, session: Any, replica_id: int, clock: FetchClock) -> bool:
+        """Leader: follower `replica_id`'s fetch session (a `FetchSession`) may leave this
+        partition out until it changes; False if that follower may not (not in sync)."""
+        state = self.replication
+        if state is None or not state.follower_idle(replica_id, clock):
+            return False
+        if len(self._idle_in) >= len(state.followers):  # drop closed sessions first
+            self._idle_in = {s: r for s, r in self._idle_in.items() if not s.closed}
+        self._idle_in[session] = replica_id
+        return True
+
+    def log_start_moved(self) -> None:
+        """Retention or DeleteRecords moved the log start: followers hear of it."""
+        self._changed(wake=False)
+
+    def _changed(self, wake: bool = True) -> None:
+        """Anything a follower's fetch would report changed: idle sessions read it
+        again, at once (`wake`: records to send, a leadership change) or at their next
+        fetch (a high-watermark, ISR or log-start move: a parked follower fetch is not
+        answered for those, as before the sessions kept idle partitions)."""
+        if not self._idle_in:
+            return
+        idle, self._idle_in = self._idle_in, {}
+        state = self.replication
+        key = (self.topic, self.index)
+        for session, replica_id in idle.items():
+            if state is not None:
+                state.follower_active(replica_id)
+            _call(session.partition_changed, key, wake)
+
     def _wake(self, replicas: bool) -> None:
         """Call (and forget) the followers' or the consumers' waiters."""
+        self._changed(wake=replicas)
         if replicas:
             waiters, self._replica_waiters = self._replica_waiters, []
         else:

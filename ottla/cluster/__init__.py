@@ -61,7 +61,7 @@ from ottla.cluster.raft.core import NotLeader, QuorumInfo, RaftConfig
 from ottla.cluster.raft.driver import NotLeaderError, RaftDriver, Transport
 from ottla.cluster.raft.log import RaftStorage, RaftStorageError
 from ottla.cluster.raft.state import Role
-from ottla.cluster.replication import FollowerState, LeaderState
+from ottla.cluster.replication import FetchClock, FollowerState, LeaderState
 
 __all__ = [
     "BROKER_RESOURCE",
@@ -77,6 +77,7 @@ __all__ = [
     "ConfigRecord",
     "ElectionResult",
     "Endpoint",
+    "FetchClock",
     "FollowerState",
     "HeartbeatResult",
     "LeaderState",

@@ -12,6 +12,11 @@ four inputs (time arrives as `now_ms`):
 - `leader_appended(leader_log_end_offset)`: the leader's own log grew.
 - `update_isr(replicas, isr, partition_epoch, ...)`: the committed ISR from the
   metadata image (after an AlterPartition or a controller decision).
+- `follower_idle(replica_id, clock)` / `follower_active(replica_id)`: an in-sync,
+  caught-up follower whose fetch session stops listing this partition while nothing
+  changes (broker/handlers/fetch.py) is caught up as of each of that session's fetches:
+  `clock` (a `FetchClock`, one per session) records them, so an idle partition costs a
+  follower's fetch nothing; a change of the partition folds the clock back in.
 - queries: `high_watermark`, `out_of_sync_replicas(...)` (shrink candidates),
   `can_join_isr(replica_id)` (expand check), `acks_all_result(last_offset, ...)`.
 
@@ -41,9 +46,19 @@ from dataclasses import dataclass
 
 from ottla.protocol import ErrorCode
 
-__all__ = ["FollowerState", "LeaderState"]
+__all__ = ["FetchClock", "FollowerState", "LeaderState"]
 
 UNKNOWN_OFFSET = -1
+
+
+class FetchClock:
+    """When one follower fetch session last fetched: shared by every partition idle in
+    that session, so one write per fetch keeps them all caught up."""
+
+    __slots__ = ("last_fetch_ms",)
+
+    def __init__(self, now_ms: int = 0) -> None:
+        self.last_fetch_ms = now_ms
 
 
 @dataclass
@@ -54,6 +69,14 @@ class FollowerState:
     last_caught_up_ms: int = 0
     last_fetch_ms: int = 0
     leader_end_at_last_fetch: int = UNKNOWN_OFFSET
+    # Set while the follower's session leaves this partition out (idle, caught up).
+    idle_clock: FetchClock | None = None
+
+    def caught_up_ms(self) -> int:
+        clock = self.idle_clock
+        if clock is None:
+            return self.last_caught_up_ms
+        return max(self.last_caught_up_ms, clock.last_fetch_ms)
 
 
 class LeaderState:
@@ -118,6 +141,8 @@ class LeaderState:
         follower = self.followers.get(replica_id)
         if follower is None:
             return False  # not a replica of this partition (a stale fetcher)
+        if follower.idle_clock is not None:
+            self.follower_active(replica_id)
         self.leader_log_end_offset = leader_log_end_offset
         follower.log_end_offset = fetch_offset
         if fetch_offset >= leader_log_end_offset:
@@ -127,6 +152,37 @@ class LeaderState:
         follower.leader_end_at_last_fetch = leader_log_end_offset
         follower.last_fetch_ms = now_ms
         return self._advance()
+
+    def follower_idle(self, replica_id: int, clock: FetchClock) -> bool:
+        """The follower's session will leave this partition out until it changes: while
+        it does, each fetch of that session (`clock`) counts as a fetch of this
+        partition at its (unchanged) offset. Only for an ISR member holding the leader's
+        whole log; False (nothing changed) otherwise."""
+        follower = self.followers.get(replica_id)
+        if (
+            follower is None
+            or replica_id not in self.isr
+            or follower.log_end_offset < self.leader_log_end_offset
+        ):
+            return False
+        if follower.idle_clock is not None and follower.idle_clock is not clock:
+            self.follower_active(replica_id)
+        follower.idle_clock = clock
+        return True
+
+    def follower_active(self, replica_id: int) -> None:
+        """The partition changed (or the follower listed it again): fold the idle
+        session's fetches in, as `follower_fetched` would have recorded them (each
+        reached the leader's log end offset, which an idle partition keeps)."""
+        follower = self.followers.get(replica_id)
+        if follower is None or follower.idle_clock is None:
+            return
+        last = follower.idle_clock.last_fetch_ms
+        follower.idle_clock = None
+        if last > follower.last_fetch_ms:
+            follower.last_caught_up_ms = max(follower.last_caught_up_ms, last)
+            follower.last_fetch_ms = last
+            follower.leader_end_at_last_fetch = follower.log_end_offset
 
     def _advance(self) -> bool:
         candidate = self.leader_log_end_offset
@@ -152,7 +208,7 @@ class LeaderState:
             if r != self.leader_id
             and (
                 r not in self.followers
-                or now_ms - self.followers[r].last_caught_up_ms > lag_time_max_ms
+                or now_ms - self.followers[r].caught_up_ms() > lag_time_max_ms
             )
         )
 

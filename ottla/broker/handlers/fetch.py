@@ -119,23 +119,28 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
             if previous is not None:
                 state.high_watermark = previous.high_watermark
                 state.log_start_offset = previous.log_start_offset
-            session.partitions[key] = state
+            session.put(key, state)
         for forgotten in getattr(body, "forgotten_topics_data", ()):
             name = _topic_name(broker, forgotten, by_id)
             for index in forgotten.partitions:
                 if name is not None:
-                    session.partitions.pop((name, int(index)), None)
+                    session.forget((name, int(index)))
         session.epoch = next_epoch(session.epoch)
         fetch_set = session.partitions
     elif epoch == 0 and request.api_version >= 7:
         session = broker.fetch_sessions.new_session(connection)
         if session is not None:
-            session.partitions = fetch_set
+            session.set_partitions(fetch_set)
     max_wait_ms = max(0, _max_wait_ms(body))
     min_bytes = int(body.min_bytes)
     max_bytes = int(getattr(body, "max_bytes", 2**31 - 1))
     replica = replica_id if replica_id >= 0 else None
-    reads = _read_all(broker, fetch_set, max_bytes, incremental, replica)
+    if replica is not None and session is not None:
+        # A follower's session: its idle partitions are neither read nor parked on
+        # (fetch_sessions.py); this fetch counts as a fetch of each of them.
+        session.clock.last_fetch_ms = broker.clock()
+        fetch_set = session.visit()
+    reads = _read_all(broker, fetch_set, max_bytes, incremental, replica, session=session)
     ready = sum(r.size for r in reads)
     has_error = any(r.error_code is not ErrorCode.none for r in reads) or bool(unknown)
     if ready >= min_bytes or max_wait_ms == 0 or has_error or _delayed >= DELAYED_FETCHES_MAX:
@@ -229,11 +234,16 @@ class _DelayedFetch:
         ]
         for partition in self.parked:
             partition.add_waiter(self._wake, self.replica is not None)
+        if self.replica is not None and self.session is not None:
+            self.session.waker = self._wake  # an idle partition's change wakes it too
 
     def _unpark(self) -> None:
         for partition in self.parked:
             partition.remove_waiter(self._wake)  # bound methods compare equal
         self.parked = []
+        session = self.session
+        if session is not None and session.waker == self._wake:
+            session.waker = None
 
     def _expire(self) -> None:
         """max_wait passed: answer with what there is. (A timer may fire a little
@@ -256,8 +266,17 @@ class _DelayedFetch:
     def _read_again(self) -> None:
         self._unpark()
         broker = self.broker
+        session = self.session
+        if self.replica is not None and session is not None:
+            self.fetch_set = session.visit()  # idle partitions that changed are back
         reads = _read_all(
-            broker, self.fetch_set, self.max_bytes, self.incremental, self.replica, again=True
+            broker,
+            self.fetch_set,
+            self.max_bytes,
+            self.incremental,
+            self.replica,
+            again=True,
+            session=session,
         )
         if sum(r.size for r in reads) < self.min_bytes and not self.expired and not broker.stopping:
             _release(reads)
@@ -301,6 +320,7 @@ def _read_all(
     incremental: bool,
     replica: int | None = None,
     again: bool = False,
+    session: FetchSession | None = None,
 ) -> list[_Read]:
     """Read every partition of the fetch. In an incremental session a partition with
     nothing new (no records, no error, the high watermark and log start the session
@@ -377,6 +397,13 @@ def _read_all(
                 and state.high_watermark == high_watermark
                 and state.log_start_offset == log_start
             ):
+                if (
+                    replica is not None
+                    and session is not None
+                    and offset >= end
+                    and partition.mark_idle(session, replica, session.clock)
+                ):
+                    session.partition_idle((topic, index))
                 continue  # nothing new: not in this incremental response
             read_of(topic, index, ErrorCode.none, high_watermark, log_start)
             continue

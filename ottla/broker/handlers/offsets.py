@@ -187,6 +187,7 @@ def handle_delete_records(broker: Broker, connection: Connection, request: Decod
             else:
                 if offset > partition.log_start_offset:
                     partition.log.advance_start_offset(offset)
+                    partition.log_start_moved()
                 low_watermark = partition.log_start_offset
         return make(
             module.DeleteRecordsPartitionResult,
