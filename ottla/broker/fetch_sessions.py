@@ -221,14 +221,20 @@ class FetchSessionHandler:
         if self.epoch == INITIAL_EPOCH:
             plan = FetchRequestPlan(self.session_id, INITIAL_EPOCH, dict(wanted), {})
         else:
-            session = self.session
+            known = self.session.get
+            changed = {}
+            for key, fetch in wanted.items():
+                old = known(key)
+                # The fetcher keeps each partition's state object while it is unchanged.
+                if old is not fetch and old != fetch:
+                    changed[key] = fetch
             plan = FetchRequestPlan(
                 self.session_id,
                 self.epoch,
-                {k: v for k, v in wanted.items() if session.get(k) != v},
-                {k: self._topic_ids[k] for k in session if k not in wanted},
+                changed,
+                {k: self._topic_ids[k] for k in self.session if k not in wanted},
             )
-        for key, fetch in wanted.items():
+        for key, fetch in plan.partitions.items():
             self._topic_ids[key] = fetch.topic_id
         self._pending = dict(wanted)
         return plan
@@ -248,7 +254,8 @@ class FetchSessionHandler:
             self.epoch = 1 if self.epoch == INITIAL_EPOCH else next_epoch(self.epoch)
             self.session_id = session_id
             self.session = pending if pending is not None else {}
-            self._topic_ids = {k: self._topic_ids[k] for k in self.session}
+            if len(self._topic_ids) > 2 * len(self.session) + 64:  # forgotten ones pile up
+                self._topic_ids = {k: self._topic_ids[k] for k in self.session}
         return True
 
     def partition_failed(self, key: Key) -> None:

@@ -13,7 +13,8 @@ session) is listed again after its back-off, which starts at 10 ms whatever
 replica.fetch.backoff.ms says and doubles with each error in a row up to it; a
 partition gained while a fetch is parked at the leader is fetched at once, on a new
 connection, and a connection still being opened when it was dropped is closed once its
-fetch returns.
+fetch returns; a fetch builds the fetch state only of the partitions the previous answer
+touched.
 """
 
 from __future__ import annotations
@@ -363,6 +364,49 @@ async def test_connection_opened_while_being_dropped_is_closed(
         assert _listed(body) == {0: 0, 1: 0}
         await asyncio.wait_for(leader.closed.wait(), WAIT_S)
         assert leader.connections == 2
+    finally:
+        await fetchers.stop()
+        server.close()
+
+
+async def test_only_partitions_an_answer_touched_have_their_fetch_state_built_again() -> None:
+    """Forty partitions followed, one of them busy: after the first (full) fetch, each
+    fetch builds the state of the partitions the previous answer carried, not all forty
+    (a follower of 1,000 idle partitions spent most of its CPU rebuilding them)."""
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", i): _Partition(i) for i in range(40)}
+    broker = _broker(port, partitions, backoff_ms=60_000)
+    fetchers = ReplicaFetchers(broker)
+    built: list[int] = []
+    fetch_of = fetchers._fetch_of
+
+    def counting(key: tuple[str, int], epoch: int) -> Any:
+        built.append(key[1])
+        return fetch_of(key, epoch)
+
+    fetchers._fetch_of = counting  # type: ignore[method-assign]
+    try:
+        fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
+        body, answer = await leader.next()
+        assert len(_listed(body)) == 40 and sorted(built) == list(range(40))
+        answer(tuple(_data(i, 0) for i in range(40)), session_id=7)  # touches all 40
+
+        body, answer = await leader.next()
+        assert _listed(body) == {}
+        built.clear()
+        batch = bytes(build_batch([Record(key=None, value=b"v")]))
+        answer((_data(3, 1, batch),), session_id=7)
+
+        body, answer = await leader.next()
+        assert _listed(body) == {3: 1}
+        assert built == [3]  # the one partition the answer carried
+        answer(session_id=7)
+
+        body, answer = await leader.next()
+        assert _listed(body) == {}
+        assert built == [3]  # an empty answer touched nothing
     finally:
         await fetchers.stop()
         server.close()
