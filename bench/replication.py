@@ -19,8 +19,9 @@
     - produce latency: one record every 1/rate s, `linger.ms=0`, per-record time from
       `produce()` to its delivery callback; p99 (p50 in the notes). Measured first,
       on brokers holding no other topic; a diagnostic row repeats the 100 B case after
-      `IDLE_TOPICS` idle 6-partition topics were created (on the cluster with
-      replication factor 3), since a follower's Fetch lists every partition it follows.
+      `--idle-partitions` (default 36) idle partitions, 6 per topic, were created (on
+      the cluster with replication factor 3), since a follower's fetch session holds
+      every partition it follows.
     Every topic is deleted after its run, so each scenario starts on the same brokers.
     Ratios are such that higher is better: throughput(three, acks=all) /
     throughput(one, acks=1), and p99(one, acks=1) / p99(three, acks=all).
@@ -354,7 +355,9 @@ def latency_row(
         progress(f"{row.metric} {column}: p99 {cell.samples[-1]:.2f} ms")
 
 
-def bench_cost(work: Path, scale: Scale) -> list[Row]:
+def bench_cost(
+    work: Path, scale: Scale, idle_partitions: int = IDLE_TOPICS * PARTITIONS
+) -> list[Row]:
     one = single(work)
     three = cluster(work, "three")
     progress(
@@ -393,11 +396,13 @@ def bench_cost(work: Path, scale: Scale) -> list[Row]:
                     cell.notes.append(note)
                     progress(f"{row.metric} {column} acks={acks}: {note}")
         # Diagnostic: the same latency with idle replicated partitions on the brokers.
-        for i in range(IDLE_TOPICS):
+        sizes = [PARTITIONS] * (idle_partitions // PARTITIONS)
+        sizes += [idle_partitions % PARTITIONS] if idle_partitions % PARTITIONS else []
+        for i, size in enumerate(sizes):
             for setup in (one, three):
                 replicas = len(setup.nodes)
-                create_topic(setup, f"idle{i}", PARTITIONS, replicas, min(2, replicas))
-        idle = IDLE_TOPICS * PARTITIONS
+                create_topic(setup, f"idle{i}", size, replicas, min(2, replicas))
+        idle = sum(sizes)
         row = Row(
             f"p99 latency 100 B, {scale.latency_rate}/s, with {idle} idle partitions (diagnostic)",
             "ms",
@@ -605,6 +610,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
     parser.add_argument("--only", choices=("cost", "failover"), help="run one part only")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (broker logs)")
+    parser.add_argument(
+        "--idle-partitions",
+        type=int,
+        default=IDLE_TOPICS * PARTITIONS,
+        help="idle partitions (6 per topic) for the diagnostic latency row",
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     work = Path(tempfile.mkdtemp(prefix="ottla-bench-replication-"))
@@ -614,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.only in (None, "cost"):
             try:
-                cost = bench_cost(work, scale)
+                cost = bench_cost(work, scale, args.idle_partitions)
             except Exception as error:
                 failed = True
                 print(f"!! throughput/latency: {type(error).__name__}: {error}", flush=True)
