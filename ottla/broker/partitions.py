@@ -554,6 +554,14 @@ class Partition:
         self._idle_in[session] = replica_id
         return True
 
+    def session_forgot(self, session: Any) -> None:
+        """A follower's session no longer fetches this partition: if it was idle there,
+        that follower is caught up only as of the session's fetches so far."""
+        replica_id = self._idle_in.pop(session, None)
+        state = self.replication
+        if replica_id is not None and state is not None:
+            state.follower_active(replica_id)
+
     def log_start_moved(self) -> None:
         """Retention or DeleteRecords moved the log start: followers hear of it."""
         self._changed(wake=False)

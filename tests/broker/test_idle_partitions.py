@@ -6,7 +6,7 @@ and the follower stays caught up on it through the session's fetch clock alone, 
 `replica.lag.time.max.ms`; a lagging or out-of-sync follower may not set it aside; an
 append puts it back and wakes the session's parked fetch; a high-watermark or ISR move
 puts it back without waking; the follower listing it again folds the clock in; a closed
-session is never woken.
+session is never woken; a partition the session forgets stops counting its fetches.
 """
 
 from __future__ import annotations
@@ -117,3 +117,22 @@ async def test_listing_it_again_folds_the_clock_and_a_closed_session_is_not_woke
     partition.append_records(_batch(), now_ms=700)
     assert wakes == []
     assert KEY not in session.visit()
+
+
+async def test_a_forgotten_partition_stops_counting_the_sessions_fetches(
+    tmp_path: Path,
+) -> None:
+    partition = _leader(tmp_path)
+    session = _session([])
+    partition.follower_fetched(2, 0, now_ms=10)
+    partition.follower_fetched(3, 0, now_ms=10)
+    assert partition.mark_idle(session, 2, session.clock)
+    session.partition_idle(KEY)
+    session.clock.last_fetch_ms = 400
+    session.forget(KEY)
+    partition.session_forgot(session)  # the follower's fetch listed it as forgotten
+    session.clock.last_fetch_ms = 10 + 5 * LAG_MS  # its other partitions go on
+    state = partition.replication
+    assert state is not None
+    assert state.followers[2].last_caught_up_ms == 400
+    assert state.out_of_sync_replicas(10 + 5 * LAG_MS, LAG_MS) == (2, 3)

@@ -125,6 +125,10 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
             for index in forgotten.partitions:
                 if name is not None:
                     session.forget((name, int(index)))
+                    hosted = broker.replicas.get(name, int(index))
+                    if hosted is not None:
+                        # No longer fetched here: its fetches stop counting for it.
+                        hosted.session_forgot(session)
         session.epoch = next_epoch(session.epoch)
         fetch_set = session.partitions
     elif epoch == 0 and request.api_version >= 7:
