@@ -10,7 +10,12 @@ Every property is declared once in `BROKER_CONFIGS` with its type, default and
 validator; a bad value raises `ConfigError` whose message names the property, and
 the CLI prints that one line and exits. `TOPIC_CONFIGS` declares the per-topic
 properties (Kafka's LogConfig names) with the broker property that supplies each
-default, for CreateTopics validation and DescribeConfigs.
+default, for CreateTopics validation and DescribeConfigs. Some are accepted, listed and
+kept without any effect, as Kafka 3.x keeps them: `message.format.version` and
+`message.downconversion.enable` (ottla writes and serves only v2 batches),
+`message.timestamp.difference.max.ms` (`message.timestamp.before.max.ms` and
+`.after.max.ms` decide), the replication throttles (no quotas here) and
+`local.retention.*` (no tiered storage: `remote.storage.enable=true` is refused).
 """
 
 from __future__ import annotations
@@ -78,6 +83,34 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 def _cleanup_policy(value: Any) -> str | None:
     if not value or any(v not in ("delete", "compact") for v in value):
         return "must be a list of delete and/or compact"
+    return None
+
+
+def _throttled_replicas(value: Any) -> str | None:
+    """Kafka's ThrottledReplicaListValidator: empty, `*`, or `partition:broker` pairs."""
+    entries = [v.strip() for v in (value or []) if v.strip()]
+    if entries == ["*"]:
+        return None
+    for entry in entries:
+        partition, _, broker = entry.partition(":")
+        if not (partition.isdigit() and broker.isdigit()):
+            return "must be * or a list of partition:broker pairs (e.g. 0:101,1:102)"
+    return None
+
+
+def _message_format_version(value: Any) -> str | None:
+    """Any Kafka release name (0.8.0 ... 3.9-IV0); the value has no effect (module doc)."""
+    if value is None or re.fullmatch(r"\d+\.\d+(\.\d+){0,2}(-IV\d+)?", str(value)):
+        return None
+    return f"{value!r} is not a Kafka version"
+
+
+def _remote_storage(value: Any) -> str | None:
+    if value:
+        return (
+            "tiered storage is not supported: remote.log.storage.system.enable is false on "
+            "this broker (Kafka's answer: enable it at broker level first)"
+        )
     return None
 
 
@@ -402,11 +435,26 @@ _TOPIC_DEFS = [
     TopicConfigDef("file.delete.delay.ms", "long", None, "60000", _at_least(0)),
     TopicConfigDef("flush.messages", "long", "log.flush.interval.messages", None, _at_least(1)),
     TopicConfigDef("flush.ms", "long", None, "9223372036854775807", _at_least(0)),
+    TopicConfigDef(
+        "follower.replication.throttled.replicas", "list", None, "", _throttled_replicas
+    ),
     TopicConfigDef("index.interval.bytes", "int", "log.index.interval.bytes", None, _at_least(0)),
+    TopicConfigDef("leader.replication.throttled.replicas", "list", None, "", _throttled_replicas),
+    TopicConfigDef("local.retention.bytes", "long", None, "-2", _at_least(-2)),
+    TopicConfigDef("local.retention.ms", "long", None, "-2", _at_least(-2)),
     TopicConfigDef(
         "max.compaction.lag.ms", "long", "log.cleaner.max.compaction.lag.ms", None, _at_least(1)
     ),
     TopicConfigDef("max.message.bytes", "int", "message.max.bytes", None, _at_least(0)),
+    TopicConfigDef("message.downconversion.enable", "bool", None, "true"),
+    TopicConfigDef("message.format.version", "string", None, "3.0-IV1", _message_format_version),
+    TopicConfigDef(
+        "message.timestamp.difference.max.ms",
+        "long",
+        None,
+        "9223372036854775807",
+        _at_least(0),
+    ),
     TopicConfigDef(
         "message.timestamp.after.max.ms",
         "long",
@@ -434,6 +482,7 @@ _TOPIC_DEFS = [
     ),
     TopicConfigDef("min.insync.replicas", "int", "min.insync.replicas", None, _at_least(1)),
     TopicConfigDef("preallocate", "bool", "log.preallocate", None),
+    TopicConfigDef("remote.storage.enable", "bool", None, "false", _remote_storage),
     TopicConfigDef("retention.bytes", "long", "log.retention.bytes", None),
     TopicConfigDef("retention.ms", "long", None, None, _at_least(-1)),
     TopicConfigDef("segment.bytes", "int", "log.segment.bytes", None, _at_least(14)),

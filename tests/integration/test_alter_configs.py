@@ -143,3 +143,50 @@ def test_broker_configs_are_recorded_known_or_not(broker: BrokerProcess) -> None
         ConfigResource.Type.BROKER, "1", set_config={"ssl.cipher.suites": "TLS_AES_128_GCM_SHA256"}
     )
     admin.alter_configs([legacy])[legacy].result(15)
+
+
+def test_kafka_3_topic_configs_without_effect_here_are_accepted(broker: BrokerProcess) -> None:
+    """librdkafka's test 0092 sets `message.format.version`, which Kafka 3.x keeps (and
+    ignores from 3.0 on); ottla answered INVALID_CONFIG. It, the down-conversion switch,
+    the old timestamp difference, the replication throttles and local retention are now
+    kept and described; bad values of them, and tiered storage switched on, are not."""
+    Confluent(broker.bootstrap).create_topic("old-format", 1, {"message.format.version": "0.10.0"})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "old-format",
+        set_config={
+            "message.format.version": "0.10.0.0",
+            "message.downconversion.enable": "false",
+            "message.timestamp.difference.max.ms": "60000",
+            "leader.replication.throttled.replicas": "*",
+            "follower.replication.throttled.replicas": "0:1",
+            "local.retention.ms": "-2",
+        },
+    )
+    admin.alter_configs([resource])[resource].result(15)
+    described = _describe(admin, "old-format")
+    assert described["message.format.version"] == ("0.10.0.0", ConfigSource.DYNAMIC_TOPIC_CONFIG)
+    assert described["follower.replication.throttled.replicas"] == (
+        "0:1",
+        ConfigSource.DYNAMIC_TOPIC_CONFIG,
+    )
+    assert described["remote.storage.enable"] == ("false", ConfigSource.DEFAULT_CONFIG)
+    assert described["local.retention.bytes"] == ("-2", ConfigSource.DEFAULT_CONFIG)
+    with Wire(broker.bootstrap) as wire:  # the topic still takes records
+        batch = bytes(build_batch([Record(key=b"k", value=b"v")], base_timestamp=1))
+        assert produce_partition(wire, "old-format", 0, batch).error_code == 0
+    for name, value in (
+        ("message.format.version", "banana"),
+        ("remote.storage.enable", "true"),
+        ("leader.replication.throttled.replicas", "all of them"),
+    ):
+        bad = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            "old-format",
+            incremental_configs=[
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
+        with pytest.raises(KafkaException, match="INVALID_CONFIG"):
+            admin.incremental_alter_configs([bad])[bad].result(15)
