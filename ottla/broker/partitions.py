@@ -36,7 +36,7 @@ import structlog
 
 from ottla.broker import partition_dirs
 from ottla.broker.producer_state import ProducerStateManager
-from ottla.cluster import FetchClock, LeaderState
+from ottla.cluster import LeaderState
 from ottla.protocol import (
     ErrorCode,
     ProtocolError,
@@ -543,15 +543,17 @@ class Partition:
         self._wake(replicas=True)
         self._wake(replicas=False)
 
-    def mark_idle(self, session: Any, replica_id: int, clock: FetchClock) -> bool:
-        """Leader: follower `replica_id`'s fetch session (a `FetchSession`) may leave this
-        partition out until it changes; False if that follower may not (not in sync)."""
+    def mark_idle(self, session: Any, replica_id: int) -> bool:
+        """Leader: follower `replica_id`'s fetch session (a `FetchSession`) leaves this
+        partition out until it changes; False (nothing done) if that follower may not
+        (not in sync)."""
         state = self.replication
-        if state is None or not state.follower_idle(replica_id, clock):
+        if state is None or not state.follower_idle(replica_id, session.clock):
             return False
         if len(self._idle_in) >= len(state.followers):  # drop closed sessions first
             self._idle_in = {s: r for s, r in self._idle_in.items() if not s.closed}
         self._idle_in[session] = replica_id
+        session.partition_idle((self.topic, self.index))
         return True
 
     def session_forgot(self, session: Any) -> None:

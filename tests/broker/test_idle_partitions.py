@@ -51,8 +51,7 @@ async def test_an_idle_partition_leaves_the_fetch_set_and_its_follower_stays_in_
     session = _session(wakes)
     for follower in (2, 3):
         partition.follower_fetched(follower, 0, now_ms=10)
-    assert partition.mark_idle(session, 2, session.clock)
-    session.partition_idle(KEY)
+    assert partition.mark_idle(session, 2)
     assert list(session.visit()) == [("orders", 1)]
     state = partition.replication
     assert state is not None
@@ -73,11 +72,11 @@ async def test_a_lagging_or_out_of_sync_follower_keeps_the_partition(tmp_path: P
     partition.append_records(_batch(), now_ms=5)
     session = _session([])
     partition.follower_fetched(2, 0, now_ms=10)  # behind the log end offset (1)
-    assert not partition.mark_idle(session, 2, session.clock)
+    assert not partition.mark_idle(session, 2)
     partition.follower_fetched(3, 1, now_ms=10)  # caught up, but not in the ISR
-    assert not partition.mark_idle(session, 3, session.clock)
+    assert not partition.mark_idle(session, 3)
     partition.follower_fetched(2, 1, now_ms=11)
-    assert partition.mark_idle(session, 2, session.clock)
+    assert partition.mark_idle(session, 2)
 
 
 async def test_watermark_and_isr_moves_bring_it_back_without_a_wake(tmp_path: Path) -> None:
@@ -86,13 +85,11 @@ async def test_watermark_and_isr_moves_bring_it_back_without_a_wake(tmp_path: Pa
     wakes: list[int] = []
     session = _session(wakes)
     partition.follower_fetched(2, 1, now_ms=10)
-    assert partition.mark_idle(session, 2, session.clock)
-    session.partition_idle(KEY)
+    assert partition.mark_idle(session, 2)
     partition.follower_fetched(3, 1, now_ms=11)  # the high watermark moves to 1
     assert partition.high_watermark == 1
     assert KEY in session.visit() and wakes == []
-    assert partition.mark_idle(session, 2, session.clock)
-    session.partition_idle(KEY)
+    assert partition.mark_idle(session, 2)
     partition.update_leader_isr((1, 2, 3), (1, 2), 1, now_ms=12)
     assert KEY in session.visit() and wakes == []
 
@@ -104,15 +101,14 @@ async def test_listing_it_again_folds_the_clock_and_a_closed_session_is_not_woke
     wakes: list[int] = []
     session = _session(wakes)
     partition.follower_fetched(2, 0, now_ms=10)
-    assert partition.mark_idle(session, 2, session.clock)
+    assert partition.mark_idle(session, 2)
     session.clock.last_fetch_ms = 500
     partition.follower_fetched(2, 0, now_ms=600)  # listed again
     state = partition.replication
     assert state is not None
     assert state.followers[2].idle_clock is None
     assert state.followers[2].last_caught_up_ms == 600
-    assert partition.mark_idle(session, 2, session.clock)
-    session.partition_idle(KEY)
+    assert partition.mark_idle(session, 2)
     session.closed = True
     partition.append_records(_batch(), now_ms=700)
     assert wakes == []
@@ -126,8 +122,7 @@ async def test_a_forgotten_partition_stops_counting_the_sessions_fetches(
     session = _session([])
     partition.follower_fetched(2, 0, now_ms=10)
     partition.follower_fetched(3, 0, now_ms=10)
-    assert partition.mark_idle(session, 2, session.clock)
-    session.partition_idle(KEY)
+    assert partition.mark_idle(session, 2)
     session.clock.last_fetch_ms = 400
     session.forget(KEY)
     partition.session_forgot(session)  # the follower's fetch listed it as forgotten

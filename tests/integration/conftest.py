@@ -85,6 +85,37 @@ class BrokerProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+def start_three_nodes(
+    directory: Path, cluster_id: str, overrides: list[str]
+) -> dict[int, BrokerProcess]:
+    """Three `ottla serve` voters (node ids 1-3, combined roles) on loopback, each in
+    `directory`/node<id>, started (each listening; the quorum forms meanwhile). If one
+    fails to start, those already started are killed."""
+    ports = {n: free_port() for n in (1, 2, 3)}
+    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
+    nodes = {
+        n: BrokerProcess(
+            directory / f"node{n}",
+            ports[n],
+            [
+                f"node.id={n}",
+                f"controller.quorum.voters={voters}",
+                f"cluster.id={cluster_id}",
+                *overrides,
+            ],
+        )
+        for n in (1, 2, 3)
+    }
+    try:
+        for node in nodes.values():
+            node.start()
+    except BaseException:
+        for node in nodes.values():
+            node.stop(signal.SIGKILL)
+        raise
+    return nodes
+
+
 @contextlib.contextmanager
 def shared_broker_in(directory: Path, *overrides: str) -> Iterator[BrokerProcess]:
     """A broker in `directory` for a module-scoped fixture shared by tests.

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 
 from ottla.protocol import Compression, iter_batches
-from tests.integration.conftest import BrokerProcess, free_port, shared_broker_in
+from tests.integration.conftest import BrokerProcess, shared_broker_in, start_three_nodes
 from tests.integration.test_cluster_quorum import FAST, _until
 from tests.integration.wire import Wire, fetch_partition, metadata
 
@@ -704,30 +704,20 @@ def test_idempotent_producer_and_member_live_through_a_broker_restart(
 @pytest.fixture
 def kafkajs_cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
     require_kafkajs()
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                "cluster.id=kafkajsClusterTest0001",
-                *FAST,
-                "broker.session.timeout.ms=3000",
-                "broker.heartbeat.interval.ms=500",
-                "replica.lag.time.max.ms=2000",
-                "replica.fetch.backoff.ms=100",
-                "offsets.topic.replication.factor=3",
-                "offsets.topic.num.partitions=3",
-                "group.initial.rebalance.delay.ms=0",
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()
+    nodes = start_three_nodes(
+        tmp_path,
+        "kafkajsClusterTest0001",
+        [
+            *FAST,
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=2000",
+            "replica.fetch.backoff.ms=100",
+            "offsets.topic.replication.factor=3",
+            "offsets.topic.num.partitions=3",
+            "group.initial.rebalance.delay.ms=0",
+        ],
+    )
     # Kafka too refuses replication factor 3 until three brokers have registered.
     _until(lambda: _broker_count(nodes[1]) == 3, 30)
     yield nodes

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.conftest import BrokerProcess, start_three_nodes
 from tests.integration.test_cluster_quorum import FAST, _create_topic, _leader, _until
 from tests.integration.wire import Wire, metadata
 
@@ -40,25 +40,15 @@ PER_CLIENT = 40
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                f"cluster.id={CLUSTER_ID}",
-                f"broker.session.timeout.ms={SESSION_MS}",
-                "broker.heartbeat.interval.ms=500",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()
+    nodes = start_three_nodes(
+        tmp_path,
+        CLUSTER_ID,
+        [
+            f"broker.session.timeout.ms={SESSION_MS}",
+            "broker.heartbeat.interval.ms=500",
+            *FAST,
+        ],
+    )
     yield nodes
     for node in nodes.values():
         if node.process is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.conftest import BrokerProcess, free_port, start_three_nodes
 from tests.integration.wire import Wire, kio_module, metadata
 
 pytestmark = pytest.mark.timeout(180)
@@ -100,23 +100,7 @@ def _until(condition: Any, timeout_s: float = 15.0) -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                f"cluster.id={CLUSTER_ID}",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()  # returns once the port listens; the quorum forms meanwhile
+    nodes = start_three_nodes(tmp_path, CLUSTER_ID, list(FAST))
     yield nodes
     for node in nodes.values():
         node.stop(signal.SIGKILL)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from ottla.protocol import ErrorCode
-from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.conftest import BrokerProcess, start_three_nodes
 from tests.integration.test_cluster_quorum import FAST, _until
 from tests.integration.wire import Wire, kio_module, metadata
 
@@ -41,30 +41,20 @@ TOPIC = "committed"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                f"cluster.id={CLUSTER_ID}",
-                "broker.session.timeout.ms=3000",
-                "broker.heartbeat.interval.ms=500",
-                "replica.lag.time.max.ms=2000",
-                "replica.fetch.backoff.ms=100",
-                "offsets.topic.replication.factor=3",
-                f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
-                "min.insync.replicas=3",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()
+    nodes = start_three_nodes(
+        tmp_path,
+        CLUSTER_ID,
+        [
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=2000",
+            "replica.fetch.backoff.ms=100",
+            "offsets.topic.replication.factor=3",
+            f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
+            "min.insync.replicas=3",
+            *FAST,
+        ],
+    )
     yield nodes
     for node in nodes.values():
         node.stop(signal.SIGKILL)

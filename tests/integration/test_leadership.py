@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.conftest import BrokerProcess, start_three_nodes
 from tests.integration.test_cluster_quorum import FAST, _until
 from tests.integration.test_replication import _bootstrap, _brokers, _create, _state
 
@@ -51,29 +51,19 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     started: list[BrokerProcess] = []
 
     def start(extra: list[str]) -> dict[int, BrokerProcess]:
-        ports = {n: free_port() for n in (1, 2, 3)}
-        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-        nodes = {
-            n: BrokerProcess(
-                tmp_path / f"node{n}",
-                ports[n],
-                [
-                    f"node.id={n}",
-                    f"controller.quorum.voters={voters}",
-                    f"cluster.id={CLUSTER_ID}",
-                    "broker.session.timeout.ms=3000",
-                    "broker.heartbeat.interval.ms=500",
-                    "replica.lag.time.max.ms=3000",
-                    "replica.fetch.backoff.ms=100",
-                    *FAST,
-                    *extra,
-                ],
-            )
-            for n in (1, 2, 3)
-        }
-        for node in nodes.values():
-            node.start()
-            started.append(node)
+        nodes = start_three_nodes(
+            tmp_path,
+            CLUSTER_ID,
+            [
+                "broker.session.timeout.ms=3000",
+                "broker.heartbeat.interval.ms=500",
+                "replica.lag.time.max.ms=3000",
+                "replica.fetch.backoff.ms=100",
+                *FAST,
+                *extra,
+            ],
+        )
+        started.extend(nodes.values())
         _until(lambda: _brokers(nodes[1].bootstrap) == 3, 30)
         return nodes
 

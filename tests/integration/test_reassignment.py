@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.conftest import BrokerProcess, start_three_nodes
 from tests.integration.test_cluster_quorum import FAST, _until
 from tests.integration.test_replication import _bootstrap, _brokers
 from tests.integration.wire import Wire, metadata
@@ -36,30 +36,20 @@ VALUE_PAD = b"x" * 1000
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    nodes = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                f"cluster.id={CLUSTER_ID}",
-                "broker.session.timeout.ms=3000",
-                "broker.heartbeat.interval.ms=500",
-                "replica.lag.time.max.ms=3000",
-                "replica.fetch.backoff.ms=100",
-                # Small replica fetches: catching up takes many rounds, so the
-                # reassignment is observably in progress for a while.
-                "replica.fetch.max.bytes=32768",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in nodes.values():
-        node.start()
+    nodes = start_three_nodes(
+        tmp_path,
+        CLUSTER_ID,
+        [
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+            "replica.lag.time.max.ms=3000",
+            "replica.fetch.backoff.ms=100",
+            # Small replica fetches: catching up takes many rounds, so the
+            # reassignment is observably in progress for a while.
+            "replica.fetch.max.bytes=32768",
+            *FAST,
+        ],
+    )
     _until(lambda: _brokers(nodes[1].bootstrap) == 3, 30)
     yield nodes
     for node in nodes.values():

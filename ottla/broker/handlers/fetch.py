@@ -401,13 +401,8 @@ def _read_all(
                 and state.high_watermark == high_watermark
                 and state.log_start_offset == log_start
             ):
-                if (
-                    replica is not None
-                    and session is not None
-                    and offset >= end
-                    and partition.mark_idle(session, replica, session.clock)
-                ):
-                    session.partition_idle((topic, index))
+                if replica is not None and session is not None and offset >= end:
+                    partition.mark_idle(session, replica)
                 continue  # nothing new: not in this incremental response
             read_of(topic, index, ErrorCode.none, high_watermark, log_start)
             continue
