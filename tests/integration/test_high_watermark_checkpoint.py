@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 
 from ottla.broker import high_watermarks
-from tests.integration.conftest import BrokerProcess, free_port
+from tests.integration.conftest import BrokerProcess, start_three_nodes
 from tests.integration.rawclient import log_end_offsets
 from tests.integration.test_cluster_quorum import FAST, _leader, _until
 from tests.integration.test_replication import _brokers, _create, _state
@@ -35,26 +35,16 @@ RECORDS = 200
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[dict[int, BrokerProcess]]:
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    started = {
-        n: BrokerProcess(
-            tmp_path / f"node{n}",
-            ports[n],
-            [
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                "cluster.id=hwCheckpointTestClust1",
-                "broker.session.timeout.ms=60000",  # the window the assertion runs in
-                "broker.heartbeat.interval.ms=500",
-                "replica.high.watermark.checkpoint.interval.ms=100",
-                *FAST,
-            ],
-        )
-        for n in (1, 2, 3)
-    }
-    for node in started.values():
-        node.start()
+    started = start_three_nodes(
+        tmp_path,
+        "hwCheckpointTestClust1",
+        [
+            "broker.session.timeout.ms=60000",  # the window the assertion runs in
+            "broker.heartbeat.interval.ms=500",
+            "replica.high.watermark.checkpoint.interval.ms=100",
+            *FAST,
+        ],
+    )
     yield started
     for node in started.values():
         node.stop(signal.SIGKILL)
