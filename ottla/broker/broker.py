@@ -48,6 +48,7 @@ from ottla.broker.partitions import Partition, ReplicaManager
 from ottla.broker.replica_fetcher import ReplicaFetchers
 from ottla.broker.rpc import NodeClient, parse_voters
 from ottla.broker.server import Connection, ConnectionLimits
+from ottla.clocks import monotonic_ms, wall_ms
 from ottla.cluster import (
     MetadataImage,
     MetadataLog,
@@ -81,16 +82,20 @@ class MetadataUnavailableError(Exception):
     """A metadata write could not be committed in time (no reachable quorum leader)."""
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Broker:
     """One ottla node (single voter until the cluster issue)."""
 
-    def __init__(self, config: BrokerConfig, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        clock: Callable[[], int] = wall_ms,
+        monotonic_clock: Callable[[], int] = monotonic_ms,
+    ) -> None:
         self.config = config
+        # clocks.py: the wall clock for timestamps and ages of data, the monotonic
+        # one for how long a follower has lagged (the ISR).
         self.clock = clock
+        self.monotonic_clock = monotonic_clock
         self.node_id = config.node_id
         self.data_dir = config.data_dir
         self.cluster_id = ""
@@ -417,13 +422,14 @@ class Broker:
                 )
             if previous is None:
                 log.info("topic_created", topic=name, partitions=len(topic.partitions))
-        self._apply_roles(after, now)
+        self._apply_roles(after, self.monotonic_clock())
         self.groups.on_image(after)  # load / unload groups of __consumer_offsets leadership
 
     def _apply_roles(self, image: MetadataImage, now: int) -> None:
         """Each hosted partition's role per the image: a leader (a new leader epoch starts
         fresh follower state; an ISR change updates it), or a follower of the image's
-        leader (fetched by a replica fetcher task), or neither (leader -1)."""
+        leader (fetched by a replica fetcher task), or neither (leader -1). `now` is
+        the monotonic clock's: the followers' lag is measured from it."""
         follow: dict[tuple[str, int], tuple[int, int]] = {}
         for partition in self.replicas:
             topic = image.topics_by_name.get(partition.topic)

@@ -48,13 +48,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 
+from ottla.clocks import monotonic_ms
 from ottla.cluster import (
     AlterPartitionResult,
     Endpoint,
@@ -101,10 +101,6 @@ class ControllerUnavailableError(Exception):
     """No active controller answered a controller request in time."""
 
 
-def _monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
-
-
 def frame_bytes(chunks: list[Any]) -> bytes:
     """A framed message without its 4-byte size prefix."""
     return b"".join(bytes(c) for c in chunks)[4:]
@@ -122,7 +118,7 @@ class ControllerShell:
         # Broker sessions and the controller's timers run on a monotonic clock, as
         # Kafka's BrokerHeartbeatManager does: a wall clock stepped forward by more
         # than a session would fence every broker at once (all heartbeats look old).
-        self.clock: Callable[[], int] = _monotonic_ms
+        self.clock: Callable[[], int] = monotonic_ms
         self._heartbeat_now = asyncio.Event()
         self._fencing_wake = asyncio.Event()
         self._heartbeat_connections: dict[int, Connection] = {}

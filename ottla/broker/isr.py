@@ -67,7 +67,7 @@ class IsrManager:
         interval_s = max(self.lag_time_max_ms / 2, 50) / 1000
         while True:
             await asyncio.sleep(interval_s)
-            now = self.broker.clock()
+            now = self.broker.monotonic_clock()
             for partition in self.broker.replicas:
                 state = partition.replication
                 if state is None:

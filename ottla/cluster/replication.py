@@ -1,7 +1,9 @@
 """The leader side of one partition's replication (PURE): followers, ISR, high watermark.
 
 Kafka's `Partition`/`Replica` bookkeeping on the leader, as a state machine fed by
-four inputs (time arrives as `now_ms`):
+four inputs (time arrives as `now_ms`, from a monotonic clock: a lag is a duration,
+and a wall clock stepped back would keep a dead follower in the ISR until it caught
+up again):
 
 - `follower_fetched(replica_id, fetch_offset, leader_log_end_offset, now_ms)`: a Fetch
   from a follower at `fetch_offset` proves the follower holds everything below it, so

@@ -79,6 +79,7 @@ from ottla.broker.groups.state import (
     JoinResult,
     SyncResult,
 )
+from ottla.clocks import steady_wall_clock
 from ottla.cluster import MetadataRecord, NewTopic, TopicDefaults, create_topics
 from ottla.protocol import (
     SUPPORTED_APIS,
@@ -190,6 +191,9 @@ class GroupCoordinator:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        # Sessions and rebalance deadlines, commit and state timestamps (clocks.py):
+        # a wall clock stepped back would keep a dead member for as long as it went.
+        self.clock = steady_wall_clock(broker.clock, broker.monotonic_clock)
         self.state = GroupCoordinatorState(group_config(broker))
         self._tokens = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
@@ -374,7 +378,7 @@ class GroupCoordinator:
                     consumer.setdefault(consumer_key.group, {})[consumer_key] = consumer_value
             except RecordDecodeError as error:
                 log.warning("offsets_record_skipped", partition=index, error=str(error))
-        now = self.broker.clock()
+        now = self.clock()
         loaded = 0
         present = set(self.state.groups)
         for group_id in sorted((set(metadata) | set(offsets)) - present):
@@ -429,7 +433,7 @@ class GroupCoordinator:
 
     def join(self, group_id: str, request: JoinRequest) -> asyncio.Future[JoinResult]:
         token, future = self._waiter()
-        self._apply(self.state.join(group_id, request, token, self.broker.clock()))
+        self._apply(self.state.join(group_id, request, token, self.clock()))
         return future
 
     def sync(
@@ -452,7 +456,7 @@ class GroupCoordinator:
             protocol_name,
             assignments,
             token,
-            self.broker.clock(),
+            self.clock(),
         )
         self._apply(effects)
         return future
@@ -505,7 +509,7 @@ class GroupCoordinator:
         partition's high watermark passed them (Kafka appends group records acks=-1)."""
         self.ensure_topic_soon()
         topic_missing = self.topic_missing()
-        now = self.broker.clock()
+        now = self.clock()
         by_partition: dict[int, list[Record]] = {}
         for key, value in records:
             if isinstance(key, OffsetCommitKey | GroupMetadataKey):
@@ -591,14 +595,14 @@ class GroupCoordinator:
         if deadline_ms is None:
             return
         loop = asyncio.get_running_loop()
-        delay_s = max(deadline_ms - self.broker.clock(), 0) / 1000
+        delay_s = max(deadline_ms - self.clock(), 0) / 1000
         self._timer = loop.call_at(loop.time() + delay_s, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_deadline_ms = None
         try:
-            self._apply(self.state.tick(self.broker.clock()))
+            self._apply(self.state.tick(self.clock()))
         except Exception as error:  # a task boundary: log, keep the loop alive
             log.error("group_timer_failed", error=repr(error), exc_info=error)
             self._arm(self.state.next_deadline_ms())

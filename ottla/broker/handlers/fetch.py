@@ -142,7 +142,7 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
     if replica is not None and session is not None:
         # A follower's session: its idle partitions are neither read nor parked on
         # (fetch_sessions.py); this fetch counts as a fetch of each of them.
-        session.clock.last_fetch_ms = broker.clock()
+        session.clock.last_fetch_ms = broker.monotonic_clock()
         fetch_set = session.visit()
     reads = _read_all(broker, fetch_set, max_bytes, incremental, replica, session=session)
     ready = sum(r.size for r in reads)
@@ -337,7 +337,7 @@ def _read_all(
     reads = []
     budget = max_bytes
     first = True
-    now_ms = broker.clock() if replica is not None and not again else 0
+    now_ms = broker.monotonic_clock() if replica is not None and not again else 0
     topic_ids: dict[str, uuid.UUID] = {}
 
     def read_of(topic: str, index: int, code: ErrorCode, high: int = -1, start: int = -1) -> _Read:

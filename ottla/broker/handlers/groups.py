@@ -448,7 +448,7 @@ def handle_heartbeat(broker: Broker, connection: Connection, request: DecodedReq
         int(body.generation_id),
         body.member_id,
         getattr(body, "group_instance_id", None),
-        broker.clock(),
+        coordinator.clock(),
     )
     return _when_written(
         coordinator.apply(effects),
@@ -475,7 +475,7 @@ def handle_leave_group(broker: Broker, connection: Connection, request: DecodedR
         leaving = [LeaveMember(body.member_id)]
     else:
         leaving = [LeaveMember(m.member_id, m.group_instance_id) for m in body.members]
-    error, errors, effects = coordinator.state.leave(body.group_id, leaving, broker.clock())
+    error, errors, effects = coordinator.state.leave(body.group_id, leaving, coordinator.clock())
     return _when_written(
         coordinator.apply(effects),
         lambda written: _leave_response(
@@ -559,7 +559,7 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
         body.member_id,
         getattr(body, "group_instance_id", None),
         entries,
-        broker.clock(),
+        coordinator.clock(),
     )
 
     def answer(written: ErrorCode) -> Any:
@@ -984,7 +984,7 @@ def handle_consumer_group_heartbeat(
         new_member_id=str(uuid.uuid4()) if version == 0 and not body.member_id else "",
     )
     result, effects = coordinator.state.consumer_heartbeat(
-        body.group_id, heartbeat, _ImageTopics(broker.image), broker.clock()
+        body.group_id, heartbeat, _ImageTopics(broker.image), coordinator.clock()
     )
     durable = coordinator.apply(effects)
     module = response_module(request)
