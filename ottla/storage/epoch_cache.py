@@ -18,7 +18,13 @@ Rules (Kafka's LeaderEpochFileCache):
   of it is not in this log (its data may have been removed, or it was written by a
   leader whose writes this log never had). Undefined (-1, -1) only for an empty cache.
 
-The cache is persisted to `leader-epoch-checkpoint` whenever it changes.
+The cache is written to `leader-epoch-checkpoint` whenever it changes. A truncation
+is made durable at once; a new epoch (`assign`, on the produce and replication path)
+is only written, and made durable by `make_durable`, which the log calls before it
+moves its recovery point (Kafka's KAFKA-15046: two fsyncs per partition per
+leadership change on the request path stalled every request behind them on a busy
+disk). A crash may lose such an entry only above the recovery point, and an unclean
+open rebuilds those from the batches it scans (`Log._load_epoch_cache`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class LeaderEpochCache:
 
     def __init__(self, directory: Path, entries: list[tuple[int, int]] | None = None) -> None:
         self.path = directory / LEADER_EPOCH_FILE
+        self._unsynced = False  # written since the last fsync (`make_durable`)
         self._epochs: list[int] = []
         self._starts: list[int] = []
         for epoch, start_offset in entries or ():
@@ -68,7 +75,14 @@ class LeaderEpochCache:
         return self._epochs[-1] if self._epochs else UNDEFINED_EPOCH
 
     def save(self) -> None:
+        """Write the checkpoint, durably."""
         write_checkpoint(self.path, self.entries)
+        self._unsynced = False
+
+    def make_durable(self) -> None:
+        """fsync what `assign` wrote without (the log's flush calls this first)."""
+        if self._unsynced:
+            self.save()
 
     def assign(self, epoch: int, start_offset: int, *, persist: bool = True) -> bool:
         """Record that `epoch` starts at `start_offset`; True if the cache changed."""
@@ -80,7 +94,8 @@ class LeaderEpochCache:
         self._epochs.append(epoch)
         self._starts.append(start_offset)
         if persist:
-            self.save()
+            write_checkpoint(self.path, self.entries, sync=False)
+            self._unsynced = True
         return True
 
     def truncate_from_end(self, end_offset: int, *, persist: bool = True) -> None:

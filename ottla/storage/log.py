@@ -354,7 +354,7 @@ class Log:
         )
         self._last_flush_ms = now_ms
         self._flushed_offset = self.log_end_offset
-        self._load_epoch_cache()
+        self._load_epoch_cache(None if clean else self.recovery_point)
         if not clean:
             self.flush(now_ms)
         _log.info(
@@ -409,7 +409,11 @@ class Log:
         if self.segments and not self.segments[-1].active:
             self.segments[-1].activate()
 
-    def _load_epoch_cache(self) -> None:
+    def _load_epoch_cache(self, scanned_from: int | None) -> None:
+        """The checkpointed cache, fitted to the log; rebuilt from the batches if there
+        is none. After an unclean stop (`scanned_from`: the recovery point) the epochs
+        of the batches above the recovery point are assigned again: a crash may have
+        lost their entries, which only `make_durable` makes durable."""
         cache = LeaderEpochCache.load(self.directory)
         if cache is None:
             cache = LeaderEpochCache(self.directory)
@@ -420,6 +424,14 @@ class Log:
         else:
             cache.truncate_from_end(self.log_end_offset)
             cache.truncate_from_start(self.log_start_offset)
+            if scanned_from is not None and scanned_from < self.log_end_offset:
+                changed = False
+                for batch in self.iter_batch_headers(max(scanned_from, self.log_start_offset)):
+                    changed |= cache.assign(
+                        batch.partition_leader_epoch, batch.base_offset, persist=False
+                    )
+                if changed:
+                    cache.save()
         self.epoch_cache = cache
 
     def update_config(self, config: LogConfig) -> None:
@@ -892,6 +904,7 @@ class Log:
             self._checkpointed_log_start_offset = self.log_start_offset
 
     def _set_recovery_point(self, offset: int) -> None:
+        self.epoch_cache.make_durable()  # no epoch below a recovery point may be lost
         if offset != self.recovery_point:
             self.recovery_point = offset
             write_checkpoint(self.directory / RECOVERY_POINT_FILE, [(offset,)])
@@ -1162,7 +1175,7 @@ class Log:
         for segment in self.segments:
             segment.close()
         self._save_log_start_offset()
-        # The epoch cache is checkpointed whenever it changes; nothing to add here.
+        # flush() made the epoch cache durable (`_set_recovery_point`).
         write_checkpoint(self.directory / CLEAN_SHUTDOWN_FILE, [(self.log_end_offset,)])
         self.closed = True
         self.reap()

@@ -9,8 +9,10 @@ segment); indexes find the right entries; `iter_batch_headers` walks headers che
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from ottla.storage import LeaderEpochCache, Log, LogConfig, SegmentInfo, segments_to_delete
@@ -159,3 +161,50 @@ def test_iter_batch_headers(tmp_path: Path) -> None:
     assert len(log.segments) > 1
     assert [h.base_offset for h in log.iter_batch_headers(7)] == [6, 10]
     log.close()
+
+
+def test_a_new_epoch_is_written_without_fsync_and_made_durable_by_the_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "t-0"
+    log = Log.open(directory)
+    log.append(make_batch(2), now_ms=0, leader_epoch=1)
+    log.flush()
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    log.append(make_batch(2), now_ms=0, leader_epoch=2)  # the request path
+    assert synced == []
+    loaded = LeaderEpochCache.load(directory)
+    assert loaded is not None and loaded.entries == [(1, 0), (2, 2)]  # written, not synced
+    log.flush()
+    assert synced  # the flush made it durable before moving the recovery point
+    log.close()
+
+
+def test_an_unclean_open_assigns_again_the_epochs_above_the_recovery_point(
+    tmp_path: Path,
+) -> None:
+    """A crash lost the unsynced checkpoint of epoch 2 (the durable one, epoch 1 only,
+    is what the disk kept); the batches of epoch 2, above the recovery point, were
+    kept. The reopened cache has epoch 2 again, from those batches."""
+    directory = tmp_path / "t-0"
+    log = Log.open(directory)
+    log.append(make_batch(2), now_ms=0, leader_epoch=1)
+    log.flush()
+    durable = (directory / "leader-epoch-checkpoint").read_bytes()
+    log.append(make_batch(2), now_ms=0, leader_epoch=2)
+    log.append(make_batch(1), now_ms=0, leader_epoch=4)
+    log.active_segment.flush()  # the batches reach the disk; no recovery point moves
+    (directory / "leader-epoch-checkpoint").write_bytes(durable)  # the crash
+    assert not (directory / ".clean-shutdown").exists()
+    reopened = Log.open(directory)
+    assert reopened.log_end_offset == 5
+    assert reopened.epoch_cache.entries == [(1, 0), (2, 2), (4, 4)]
+    assert reopened.epoch_cache.end_offset_for(2, reopened.log_end_offset) == (2, 4)
+    reopened.close()
