@@ -21,6 +21,7 @@ from ottla.cluster import (
     INTERNAL_TOPICS,
     MetadataImage,
     NewTopic,
+    Role,
     TopicImage,
     validate_topic_name,
 )
@@ -213,8 +214,16 @@ def handle_describe_cluster(broker: Broker, connection: Connection, request: Dec
 
 
 def _controller_id(broker: Broker) -> int:
-    """The active controller: the metadata quorum's leader (-1 while there is none)."""
-    return broker.raft.leader_id if broker.raft is not None else -1
+    """The active controller: the metadata quorum's leader while this node is it or
+    follows it; otherwise (no leader, or one this node lost: a Prospective node keeps
+    the last leader's id, KIP-996) this node, which forwards a client's controller
+    requests and answers them REQUEST_TIMED_OUT if no leader appears, as Kafka's
+    brokers name a live broker. Named a dead or no controller, librdkafka's admin
+    client never sends the request and fails on its own timeout instead."""
+    raft = broker.raft
+    if raft is not None and raft.role in (Role.LEADER, Role.FOLLOWER) and raft.leader_id >= 0:
+        return raft.leader_id
+    return broker.node_id
 
 
 def _uuid_zero() -> Any:
