@@ -8,11 +8,14 @@ partition), each with defaults and a temporary data dir:
 
 - create: from confluent-kafka's CreateTopics call to its result, for a topic of N
   partitions (default 1,000);
+- writable: from the same call until a second producer has written one record to
+  every partition of the new topic (it retries while a partition is not yet hosted:
+  a node opens a large topic's partitions in a worker thread after the result);
 - stall: a producer writes one 100 B record every 5 ms to another, one-partition topic
   throughout (acks=1 on one node, acks=all with min.insync.replicas=2 on three); the
   worst per-record latency (produce() to delivery callback) of the records sent from
-  the CreateTopics call to a second after its result, against the median of the
-  records sent in the second before it.
+  the CreateTopics call to a second after the topic was writable, against the median
+  of the records sent in the second before it.
 
 Each run creates and then deletes the topic; the table gives the median and range over
 the runs. Everything shares the machine's cores. Returns 0 unless a run failed.
@@ -84,6 +87,7 @@ class _SteadyProducer(threading.Thread):
 @dataclass
 class _Run:
     create_s: float
+    writable_s: float
     worst_ms: float
     before_median_ms: float
     errors: int
@@ -101,7 +105,13 @@ def _one_run(setup: Setup, partitions: int, acks: str, run: int) -> _Run:
         180
     )
     created = time.perf_counter()
-    time.sleep(SETTLE_S)  # records sent just after the result still meet the stall
+    probe = Producer({"bootstrap.servers": setup.bootstrap, "acks": acks, "linger.ms": 5})
+    for index in range(partitions):
+        probe.produce(name, b"", partition=index)
+    if probe.flush(180):
+        raise RuntimeError(f"{name}: not every partition writable within 180 s")
+    writable = time.perf_counter()
+    time.sleep(SETTLE_S)  # records sent just after still meet the stall
     steady.stopping.set()
     steady.join(120)
     delete_topic(setup, name)
@@ -110,9 +120,10 @@ def _one_run(setup: Setup, partitions: int, acks: str, run: int) -> _Run:
         for r in steady.records
         if started - SETTLE_S <= r.at < started and r.latency_ms is not None
     ]
-    during = [r for r in steady.records if started <= r.at <= created + SETTLE_S]
+    during = [r for r in steady.records if started <= r.at <= writable + SETTLE_S]
     return _Run(
         created - started,
+        writable - started,
         max((r.latency_ms or 0.0) for r in during),
         statistics.median(before) if before else 0.0,
         sum(1 for r in steady.records if r.error is not None or r.latency_ms is None),
@@ -139,6 +150,7 @@ def _row(name: str, partitions: int, results: list[_Run]) -> str:
 
     return (
         f"| {name} | {partitions} | {spread([r.create_s for r in results], 's', 2)} | "
+        f"{spread([r.writable_s for r in results], 's', 2)} | "
         f"{spread([r.worst_ms for r in results], 'ms', 0)} | "
         f"{spread([r.before_median_ms for r in results], 'ms', 2)} | "
         f"{sum(r.errors for r in results)} |"
@@ -161,10 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 setup.stop()
     print(
-        "| setup | partitions | create (median, range) | worst produce latency meanwhile "
-        "| median latency before | failed records |"
+        "| setup | partitions | create (median, range) | writable (median, range) "
+        "| worst produce latency meanwhile | median latency before | failed records |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(row)
     return 0

@@ -39,16 +39,17 @@ import structlog
 
 from ottla import __version__
 from ottla.broker import high_watermarks, partition_dirs
+from ottla.broker.clocks import monotonic_ms, wall_ms
 from ottla.broker.controller import ControllerShell, ControllerUnavailableError
 from ottla.broker.dispatch import Dispatcher
 from ottla.broker.fetch_sessions import FetchSessionCache
 from ottla.broker.groups.coordinator import GroupCoordinator
 from ottla.broker.isr import IsrManager
+from ottla.broker.partition_opener import OpenSpec, PartitionOpener
 from ottla.broker.partitions import Partition, ReplicaManager
 from ottla.broker.replica_fetcher import ReplicaFetchers
 from ottla.broker.rpc import NodeClient, parse_voters
 from ottla.broker.server import Connection, ConnectionLimits
-from ottla.clocks import monotonic_ms, wall_ms
 from ottla.cluster import (
     MetadataImage,
     MetadataLog,
@@ -104,6 +105,10 @@ class Broker:
         self.node_client: NodeClient | None = None
         self._raft_storage: RaftStorage | None = None
         self.replicas = ReplicaManager(self.data_dir)
+        # New partitions open in a worker thread once the node serves (partition_opener.py);
+        # until then (startup, replaying the metadata log) they open in place.
+        self.opener = PartitionOpener(self.replicas, self.clock, self._partitions_opened)
+        self._open_in_place = True
         self.groups = GroupCoordinator(self)
         self.fetch_sessions = FetchSessionCache(
             int(config.get("max.incremental.fetch.session.cache.slots"))
@@ -245,6 +250,7 @@ class Broker:
         # A quorum of one is caught up already; several voters wait for a leader.
         await self.raft.wait_caught_up()
         self._set_aside_strays()
+        self._open_in_place = False
         try:
             await self.controller.register_self()
         except ControllerUnavailableError as error:
@@ -398,9 +404,11 @@ class Broker:
         for name, topic in before.topics_by_name.items():
             current = after.topics_by_name.get(name)
             if current is None or current.topic_id != topic.topic_id:
+                self.opener.forget_topic(name)
                 self.replicas.remove_topic(name)
                 log.info("topic_deleted", topic=name)
         now = self.clock()
+        new: list[OpenSpec] = []  # partitions to host that are not yet hosted
         for name, topic in after.topics_by_name.items():
             previous = before.topics_by_name.get(name)
             if previous is topic:
@@ -413,17 +421,32 @@ class Broker:
                 config = LogConfig()
             for index, partition in topic.partitions.items():
                 if self.node_id not in partition.replicas:
+                    self.opener.forget((name, index))
                     if self.replicas.get(name, index) is not None:  # reassigned away
                         self.replicas.remove_partition(name, index)
                         log.info("partition_removed", topic=name, partition=index)
                     continue
-                self.replicas.open_partition(
-                    name, index, topic.topic_id, config, properties, partition.leader_epoch, now
+                spec = OpenSpec(
+                    name, index, topic.topic_id, config, properties, partition.leader_epoch
                 )
+                if self.replicas.get(name, index) is not None:
+                    self.replicas.open_partition(*spec.arguments(), now)
+                else:
+                    new.append(spec)
             if previous is None:
                 log.info("topic_created", topic=name, partitions=len(topic.partitions))
+        for spec in new:
+            if self.opener.in_place(spec, len(new), startup=self._open_in_place):
+                self.replicas.open_partition(*spec.arguments(), now)
+            else:
+                self.opener.want(spec)
         self._apply_roles(after, self.monotonic_clock())
         self.groups.on_image(after)  # load / unload groups of __consumer_offsets leadership
+
+    def _partitions_opened(self) -> None:
+        """A batch of new partitions is hosted: their roles, and groups they lead."""
+        self._apply_roles(self.image, self.monotonic_clock())
+        self.groups.on_image(self.image)
 
     def _apply_roles(self, image: MetadataImage, now: int) -> None:
         """Each hosted partition's role per the image: a leader (a new leader epoch starts
@@ -616,6 +639,7 @@ class Broker:
         for server in self._servers:
             server.close()
         self.groups.stop()
+        await self.opener.stop()
         await self.controller.stop()
         await self.isr.stop()
         await self.fetchers.stop()

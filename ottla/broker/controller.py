@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 
-from ottla.clocks import monotonic_ms
+from ottla.broker.clocks import monotonic_ms
 from ottla.cluster import (
     AlterPartitionResult,
     Endpoint,

@@ -47,7 +47,12 @@ from ottla.protocol import (
 )
 from ottla.storage import Log, LogConfig, LogReadResult, sync_file
 
-__all__ = ["AppendOutcome", "Partition", "ReplicaManager"]
+__all__ = [
+    "AppendOutcome",
+    "Partition",
+    "ReplicaManager",
+    "open_partition_log",
+]
 
 log = structlog.get_logger("ottla.partitions")
 
@@ -647,6 +652,9 @@ class ReplicaManager:
         # Directories whose partition.metadata is written but not yet fsynced: synced
         # in a worker thread, a batch per event-loop turn (partition_dirs docstring).
         self._unsynced_topic_ids: list[Path] = []
+        # Partitions a worker thread is opening now (broker/partition_opener.py): their
+        # directories are that thread's until it is done, so removals leave them be.
+        self.opening: set[tuple[str, int]] = set()
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
@@ -671,18 +679,25 @@ class ReplicaManager:
             existing.log.update_config(config)
             existing.leader_epoch = leader_epoch
             return existing
-        directory = self.data_dir / f"{topic}-{index}"
-        partition_dirs.claim(directory, topic_id)  # a same-named old topic's dir goes aside
-        log_ = Log.open(directory, config, now_ms=now_ms)
-        if partition_dirs.record(directory, topic_id, durable=False):
-            self._sync_topic_id_later(directory)
-        log_.on_seal = _sync_sealed_off_loop(log_)
+        log_, unsynced = open_partition_log(
+            self.data_dir / f"{topic}-{index}", topic_id, config, now_ms
+        )
         partition = Partition(topic, index, topic_id, log_, config, topic_configs, leader_epoch)
+        return self.register(partition, unsynced=unsynced)
+
+    def register(self, partition: Partition, *, unsynced: bool = False) -> Partition:
+        """Host a partition whose log `open_partition_log` opened (here or in a worker
+        thread, broker/partition_opener.py); `unsynced`: its partition.metadata is to
+        be fsynced (in a worker thread, with this loop turn's others)."""
+        log_ = partition.log
+        if unsynced:
+            self._sync_topic_id_later(log_.directory)
+        log_.on_seal = _sync_sealed_off_loop(log_)
         partition.on_storage_error = self.on_storage_error
-        restored = self.restored_high_watermarks.pop((topic_id, index), None)
+        restored = self.restored_high_watermarks.pop((partition.topic_id, partition.index), None)
         if restored is not None:
             partition.restore_high_watermark(restored)
-        self.partitions[(topic, index)] = partition
+        self.partitions[(partition.topic, partition.index)] = partition
         return partition
 
     def _sync_topic_id_later(self, directory: Path) -> None:
@@ -694,7 +709,7 @@ class ReplicaManager:
         batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
         if not batch:
             return
-        future = asyncio.get_running_loop().run_in_executor(None, _sync_topic_ids, batch)
+        future = asyncio.get_running_loop().run_in_executor(None, sync_topic_ids, batch)
         future.add_done_callback(_log_sync_failure)
 
     def remove_partition(self, topic: str, index: int) -> None:
@@ -704,7 +719,7 @@ class ReplicaManager:
             partition.wake_waiters()
             partition.log.delete()
         directory = self.data_dir / f"{topic}-{index}"
-        if directory.is_dir():
+        if (topic, index) not in self.opening and directory.is_dir():
             shutil.rmtree(directory, ignore_errors=True)
 
     def remove_topic(self, topic: str) -> None:
@@ -715,7 +730,9 @@ class ReplicaManager:
             partition.log.delete()
         for directory in self.data_dir.glob(f"{topic}-*"):
             suffix = directory.name[len(topic) + 1 :]
-            if suffix.isdigit() and directory.is_dir():
+            if not suffix.isdigit() or (topic, int(suffix)) in self.opening:
+                continue
+            if directory.is_dir():
                 shutil.rmtree(directory, ignore_errors=True)
 
     def close(self) -> None:
@@ -728,7 +745,7 @@ class ReplicaManager:
         """
         batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
         try:
-            _sync_topic_ids(batch)
+            sync_topic_ids(batch)
         except OSError as sync_error:
             log.error("partition_metadata_sync_failed", error=repr(sync_error))
         partitions = list(self)
@@ -746,7 +763,18 @@ class ReplicaManager:
 _CLOSE_THREADS_MAX = 16
 
 
-def _sync_topic_ids(directories: list[Path]) -> None:
+def open_partition_log(
+    directory: Path, topic_id: uuid.UUID, config: LogConfig, now_ms: int
+) -> tuple[Log, bool]:
+    """Open (or create) one partition's log directory: the event loop's part of
+    `open_partition`, or a worker thread's. True with it if partition.metadata was
+    written and still needs an fsync (`sync_topic_ids`)."""
+    partition_dirs.claim(directory, topic_id)  # a same-named old topic's dir goes aside
+    log_ = Log.open(directory, config, now_ms=now_ms)
+    return log_, partition_dirs.record(directory, topic_id, durable=False)
+
+
+def sync_topic_ids(directories: list[Path]) -> None:
     for directory in directories:
         partition_dirs.sync_topic_id(directory)
 

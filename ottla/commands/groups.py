@@ -32,11 +32,11 @@ import struct
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ottla.client import Client, ClientError
 from ottla.commands.output import print_json, print_table
@@ -52,10 +52,26 @@ _NO_GENERATION = -1
 _RESETTABLE_STATES = ("Empty", "Dead")
 _COORDINATOR_WAIT_S = 10.0
 _RETRY_PAUSE_S = 0.2
+T = TypeVar("T")
 _COORDINATOR_RETRIABLE = (
     ErrorCode.coordinator_not_available,
     ErrorCode.coordinator_load_in_progress,
 )
+
+
+def _retrying(call: Callable[[], T], loading: Callable[[T], bool]) -> T:
+    """`call()` again while its answer says the coordinator is not ready (loading its
+    partition, or moving), for up to _COORDINATOR_WAIT_S, as Kafka's admin client does."""
+    deadline = time.monotonic() + _COORDINATOR_WAIT_S
+    while True:
+        answer = call()
+        if not loading(answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(_RETRY_PAUSE_S)  # waiting out the coordinator's load, not a test
+
+
+def _loading(code: ErrorCode) -> bool:
+    return code in _COORDINATOR_RETRIABLE
 
 
 class CommandError(Exception):
@@ -408,7 +424,10 @@ def _describe_group(cluster: _Cluster, coordinator: Client, group: str) -> dict[
             module.DescribeGroupsRequest, groups=(group,), include_authorized_operations=False
         )
 
-    found = coordinator.call("describe_groups", build).groups[0]
+    found = _retrying(
+        lambda: coordinator.call("describe_groups", build).groups[0],
+        lambda answer: _loading(answer.error_code),
+    )
     if found.error_code is ErrorCode.group_id_not_found or (
         found.error_code is ErrorCode.none and found.group_state == "Dead"
     ):
@@ -506,8 +525,11 @@ def _committed(cluster: _Cluster, coordinator: Client, group: str) -> dict[tuple
             return make(module.OffsetFetchRequest, groups=(request_group,), require_stable=False)
         return make(module.OffsetFetchRequest, group_id=group, topics=None, require_stable=False)
 
-    response = coordinator.call("offset_fetch", build)
-    answer = response.groups[0] if hasattr(response, "groups") else response
+    def fetch() -> Any:
+        response = coordinator.call("offset_fetch", build)
+        return response.groups[0] if hasattr(response, "groups") else response
+
+    answer = _retrying(fetch, lambda a: _loading(getattr(a, "error_code", ErrorCode.none)))
     error = getattr(answer, "error_code", ErrorCode.none)
     if error is not ErrorCode.none:
         raise CommandError(f"group {group}: cannot fetch offsets: " + describe_error(error))
@@ -724,7 +746,12 @@ def _commit(
             ),
         )
 
-    response = coordinator.call("offset_commit", build)
+    response = _retrying(
+        lambda: coordinator.call("offset_commit", build),
+        lambda answer: any(
+            _loading(item.error_code) for topic in answer.topics for item in topic.partitions
+        ),
+    )
     failures: dict[tuple[str, int], ErrorCode] = {}
     for topic in response.topics:
         known = cluster.topic_name(getattr(topic, "name", None), getattr(topic, "topic_id", None))
@@ -752,7 +779,11 @@ def _delete(cluster: _Cluster, args: argparse.Namespace) -> int:
         def build(module: ModuleType, version: int, groups: list[str] = groups) -> Any:
             return make(module.DeleteGroupsRequest, groups_names=tuple(groups))
 
-        for result in coordinator.call("delete_groups", build).results:
+        def delete(coordinator: Client = coordinator, build: Any = build) -> Any:
+            return coordinator.call("delete_groups", build).results
+
+        results = _retrying(delete, lambda answer: any(_loading(r.error_code) for r in answer))
+        for result in results:
             ok = result.error_code is ErrorCode.none
             rows.append(
                 {

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ottla.broker.clocks import steady_wall_clock
 from ottla.broker.groups.consumer_records import (
     ConsumerGroupKey,
     ConsumerGroupValue,
@@ -79,7 +80,6 @@ from ottla.broker.groups.state import (
     JoinResult,
     SyncResult,
 )
-from ottla.clocks import steady_wall_clock
 from ottla.cluster import MetadataRecord, NewTopic, TopicDefaults, create_topics
 from ottla.protocol import (
     SUPPORTED_APIS,
@@ -325,10 +325,16 @@ class GroupCoordinator:
             return
         topic = image.topic(OFFSETS_TOPIC)
         node_id = self.broker.node_id
+        hosted = self.broker.replicas.get
+        # A partition still being opened (partition_opener.py) is loaded once it is.
         led = (
             {}
             if topic is None
-            else {i: p.leader_epoch for i, p in topic.partitions.items() if p.leader == node_id}
+            else {
+                i: p.leader_epoch
+                for i, p in topic.partitions.items()
+                if p.leader == node_id and hosted(OFFSETS_TOPIC, i) is not None
+            }
         )
         resigned = {i for i, epoch in self._led.items() if led.get(i) != epoch}
         elected = sorted(i for i, epoch in led.items() if self._led.get(i) != epoch)
@@ -351,6 +357,9 @@ class GroupCoordinator:
             return ErrorCode.coordinator_load_in_progress
         if self.topic_missing() or self.partition_for(group_id) in self._led:
             return ErrorCode.none
+        index = self.partition_for(group_id)
+        if self.broker.leader_of(OFFSETS_TOPIC, index)[0] == self.broker.node_id:
+            return ErrorCode.coordinator_load_in_progress  # its partition is still opening
         return ErrorCode.not_coordinator
 
     def _load_partition(self, index: int, leader_epoch: int) -> None:

@@ -52,7 +52,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from ottla.clocks import monotonic_ms
 from ottla.cluster.raft import codec
 from ottla.cluster.raft.core import NotLeader, QuorumInfo, RaftConfig, RaftCore, Ready, Rng
 from ottla.cluster.raft.log import RaftStorage
@@ -122,6 +121,10 @@ class _Proposal:
     last_offset: int
     epoch: int
     future: asyncio.Future[int]
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
 
 
 class RaftDriver:
