@@ -203,6 +203,7 @@ class Broker:
 
     async def start(self) -> None:
         self._prepare_data_dir()
+        partition_dirs.remove_marked(self.data_dir)  # deletions a crash interrupted
         self.replicas.restored_high_watermarks = high_watermarks.load(self.data_dir)
         # Bind before opening any log: a port in use ends startup with its one line.
         await self._listen()

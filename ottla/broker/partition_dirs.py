@@ -27,6 +27,13 @@ connection). A crash before that sync can leave the file missing or empty, which
 
 A stray directory is renamed to `<name>.<random hex>-stray`, never deleted, as Kafka
 3.7+ does: an operator removes it once sure; the broker never opens it again.
+
+- `mark_for_deletion(directory)`: a deleted partition's directory is renamed to
+  `<name>.<random hex>-delete` at once (its name is free for a topic created again)
+  and removed later, off the event loop (`remove_marked`): removing 1,000 partitions'
+  files held the loop for half a second, seconds on a busy disk. Kafka renames and
+  deletes asynchronously the same way. A crash in between leaves a `-delete`
+  directory, which `remove_marked` deletes at the next start.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import base64
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -47,8 +55,11 @@ from ottla.storage import fsync_directory, sync_file
 __all__ = [
     "PARTITION_METADATA_FILE",
     "claim",
+    "mark_for_deletion",
     "read_topic_id",
     "record",
+    "remove_marked",
+    "remove_trees",
     "sweep_strays",
     "sync_topic_id",
     "write_topic_id",
@@ -56,6 +67,7 @@ __all__ = [
 
 PARTITION_METADATA_FILE: Final = "partition.metadata"
 _STRAY_SUFFIX: Final = "-stray"
+_DELETE_SUFFIX: Final = "-delete"
 _PARTITION_DIR = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)-(?P<partition>\d+)$")
 _NOT_PARTITIONS: Final = frozenset({"__cluster_metadata-0"})
 
@@ -156,3 +168,26 @@ def sweep_strays(data_dir: Path, hosted: AbstractSet[str]) -> list[Path]:
             continue
         moved.append(_set_aside(directory, "not a replica of this node in the metadata"))
     return moved
+
+
+def mark_for_deletion(directory: Path) -> Path | None:
+    """Rename a deleted partition's directory for `remove_trees`; None if it is gone."""
+    doomed = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}{_DELETE_SUFFIX}")
+    try:
+        directory.rename(doomed)
+    except FileNotFoundError:
+        return None
+    return doomed
+
+
+def remove_trees(directories: list[Path]) -> None:
+    """Delete directories `mark_for_deletion` renamed (a worker thread's job)."""
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_marked(data_dir: Path) -> list[Path]:
+    """At startup: delete the renamed directories a crash left behind; their paths."""
+    marked = sorted(d for d in data_dir.iterdir() if d.name.endswith(_DELETE_SUFFIX) and d.is_dir())
+    remove_trees(marked)
+    return marked

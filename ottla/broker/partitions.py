@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -655,6 +654,8 @@ class ReplicaManager:
         # Partitions a worker thread is opening now (broker/partition_opener.py): their
         # directories are that thread's until it is done, so removals leave them be.
         self.opening: set[tuple[str, int]] = set()
+        # Renamed directories of deleted partitions, removed in a worker thread.
+        self._doomed: list[Path] = []
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
@@ -717,23 +718,37 @@ class ReplicaManager:
         partition = self.partitions.pop((topic, index), None)
         if partition is not None:
             partition.wake_waiters()
-            partition.log.delete()
+            partition.log.delete(remove_files=False)
         directory = self.data_dir / f"{topic}-{index}"
-        if (topic, index) not in self.opening and directory.is_dir():
-            shutil.rmtree(directory, ignore_errors=True)
+        if (topic, index) not in self.opening:
+            self._delete_later(directory)
 
     def remove_topic(self, topic: str) -> None:
         """Close and delete every partition of `topic`."""
         for key in [k for k in self.partitions if k[0] == topic]:
             partition = self.partitions.pop(key)
             partition.wake_waiters()
-            partition.log.delete()
+            partition.log.delete(remove_files=False)
         for directory in self.data_dir.glob(f"{topic}-*"):
             suffix = directory.name[len(topic) + 1 :]
             if not suffix.isdigit() or (topic, int(suffix)) in self.opening:
                 continue
-            if directory.is_dir():
-                shutil.rmtree(directory, ignore_errors=True)
+            self._delete_later(directory)
+
+    def _delete_later(self, directory: Path) -> None:
+        """Rename the directory now (its name is free at once) and remove it in a
+        worker thread, a batch per event-loop turn (partition_dirs docstring)."""
+        doomed = partition_dirs.mark_for_deletion(directory)
+        if doomed is None:
+            return
+        self._doomed.append(doomed)
+        if len(self._doomed) == 1:  # the first of this turn's batch
+            asyncio.get_running_loop().call_soon(self._remove_doomed)
+
+    def _remove_doomed(self) -> None:
+        batch, self._doomed = self._doomed, []
+        if batch:  # rmtree ignores errors: the future has nothing to report
+            asyncio.get_running_loop().run_in_executor(None, partition_dirs.remove_trees, batch)
 
     def close(self) -> None:
         """Snapshot producer state and close every log, in parallel threads.
@@ -743,6 +758,8 @@ class ReplicaManager:
         disk (450 partitions: 25 s). Logs share nothing but the map budget, which
         is locked, so they close concurrently and the fsyncs overlap.
         """
+        doomed, self._doomed = self._doomed, []
+        partition_dirs.remove_trees(doomed)
         batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
         try:
             sync_topic_ids(batch)

@@ -1180,14 +1180,21 @@ class Log:
         self.closed = True
         self.reap()
 
-    def delete(self) -> None:
-        """Remove the partition directory (maps still viewed close when released)."""
+    def delete(self, *, remove_files: bool = True) -> None:
+        """Remove the partition directory (maps still viewed close when released).
+        Without `remove_files` the log only lets go of its files and maps: the caller
+        removes the directory (the broker renames it and deletes it off its loop)."""
         self._fast = None
         for segment in self.segments:
-            self._delete_segment(segment, "log deleted")
+            if remove_files:
+                self._delete_segment(segment, "log deleted")
+            else:
+                segment.delete_files(unlink=False)
+                self.retire(segment)
         self.segments = []
         self.closed = True
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if remove_files:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def replace_segments(self, old: list[LogSegment], new: list[LogSegment]) -> None:
         """Swap in rewritten (compacted) segments for `old`; used by the cleaner."""

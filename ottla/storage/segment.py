@@ -765,8 +765,9 @@ class LogSegment:
         self.offset_index.close()
         self.time_index.close()
 
-    def delete_files(self) -> None:
-        """Unlink the files; the map is closed once no lease views it."""
+    def delete_files(self, *, unlink: bool = True) -> None:
+        """Unlink the files (unless not `unlink`: the caller removes the directory); the
+        map is closed once no lease views it."""
         self._close_fd()
         self.active = False
         self.deleted = True
@@ -774,5 +775,7 @@ class LogSegment:
         self.budget.forget(self)
         self.offset_index.close()
         self.time_index.close()
+        if not unlink:
+            return
         for path in segment_files(self.directory, self.base_offset):
             remove_file(path)

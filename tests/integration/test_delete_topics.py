@@ -8,6 +8,8 @@ topic created again under the same name starts empty with a new topic id.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -35,7 +37,11 @@ def test_delete_topic(broker_factory: object) -> None:
         (gone,) = metadata(wire, ["doomed"], allow_auto=False).topics
         assert gone.error_code == 3
         assert "doomed" not in [t.name for t in metadata(wire, None).topics]
-    assert list(broker.data_dir.glob("doomed-*")) == []
+    assert list(broker.data_dir.glob("doomed-[0-9]")) == []  # renamed at once
+    deadline = time.monotonic() + 15
+    while list(broker.data_dir.glob("doomed-*")):  # then removed off the event loop
+        assert time.monotonic() < deadline, list(broker.data_dir.glob("doomed-*"))
+        time.sleep(0.05)  # polling the directory for the worker's removal
     with pytest.raises(KafkaException) as again:
         admin.delete_topics(["doomed"])["doomed"].result(15)
     assert again.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
