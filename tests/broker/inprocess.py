@@ -5,13 +5,16 @@ broker's in-memory state until a condition holds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from ottla.broker import Broker
 from ottla.config import BrokerConfig, load_config
 
-__all__ = ["SteppedWallClock", "broker_config", "until"]
+__all__ = ["SteppedWallClock", "broker_config", "running_broker", "until"]
 
 
 class SteppedWallClock:
@@ -30,6 +33,21 @@ def broker_config(data_dir: Path, port: int, *overrides: str) -> BrokerConfig:
         data_dir=str(data_dir),
         environ={},
     )
+
+
+@contextlib.asynccontextmanager
+async def running_broker(data_dir: Path, *overrides: str) -> AsyncIterator[Broker]:
+    """One started broker on a free loopback port, stopped on exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    broker = Broker(broker_config(data_dir, port, *overrides))
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        async with asyncio.timeout(30):
+            await broker.stop()
 
 
 async def until(condition: Callable[[], bool], bound_s: float, what: str) -> None:

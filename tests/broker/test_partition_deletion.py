@@ -19,8 +19,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ottla.broker import Broker
-from tests.broker.inprocess import broker_config, until
-from tests.integration.conftest import free_port
+from tests.broker.inprocess import running_broker, until
 
 BOUND_S = 30
 PARTITIONS = 4
@@ -31,13 +30,8 @@ async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     leftover = tmp_path / "gone-0.0123abcd-delete"  # a crash interrupted its removal
     leftover.mkdir(parents=True)
     (leftover / "00000000000000000000.log").write_bytes(b"x" * 100)
-    node = Broker(broker_config(tmp_path, free_port()))
-    await node.start()
-    try:
+    async with running_broker(tmp_path) as node:
         yield node
-    finally:
-        async with asyncio.timeout(30):
-            await node.stop()
 
 
 def _bootstrap(broker: Broker) -> str:

@@ -22,8 +22,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ottla.broker import Broker, partition_dirs, partition_opener
-from tests.broker.inprocess import broker_config, until
-from tests.integration.conftest import free_port
+from tests.broker.inprocess import running_broker, until
 
 LARGE = partition_opener.IN_PLACE_MAX + 40
 BOUND_S = 60
@@ -47,13 +46,8 @@ class Gate:
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    node = Broker(broker_config(tmp_path, free_port()))
-    await node.start()
-    try:
+    async with running_broker(tmp_path) as node:
         yield node
-    finally:
-        async with asyncio.timeout(30):
-            await node.stop()
 
 
 @pytest.fixture
