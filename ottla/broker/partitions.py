@@ -650,12 +650,12 @@ class ReplicaManager:
         self.restored_high_watermarks: dict[tuple[uuid.UUID, int], int] = {}
         # Directories whose partition.metadata is written but not yet fsynced: synced
         # in a worker thread, a batch per event-loop turn (partition_dirs docstring).
-        self._unsynced_topic_ids: list[Path] = []
+        self._unsynced_topic_ids = _TurnBatches(sync_topic_ids, "partition_metadata_sync")
         # Partitions a worker thread is opening now (broker/partition_opener.py): their
         # directories are that thread's until it is done, so removals leave them be.
         self.opening: set[tuple[str, int]] = set()
         # Renamed directories of deleted partitions, removed in a worker thread.
-        self._doomed: list[Path] = []
+        self._doomed = _TurnBatches(partition_dirs.remove_trees, "partition_dir_removal")
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
@@ -692,7 +692,7 @@ class ReplicaManager:
         be fsynced (in a worker thread, with this loop turn's others)."""
         log_ = partition.log
         if unsynced:
-            self._sync_topic_id_later(log_.directory)
+            self._unsynced_topic_ids.add(log_.directory)
         log_.on_seal = _sync_sealed_off_loop(log_)
         partition.on_storage_error = self.on_storage_error
         restored = self.restored_high_watermarks.pop((partition.topic_id, partition.index), None)
@@ -700,18 +700,6 @@ class ReplicaManager:
             partition.restore_high_watermark(restored)
         self.partitions[(partition.topic, partition.index)] = partition
         return partition
-
-    def _sync_topic_id_later(self, directory: Path) -> None:
-        self._unsynced_topic_ids.append(directory)
-        if len(self._unsynced_topic_ids) == 1:  # the first of this turn's batch
-            asyncio.get_running_loop().call_soon(self._sync_topic_ids)
-
-    def _sync_topic_ids(self) -> None:
-        batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
-        if not batch:
-            return
-        future = asyncio.get_running_loop().run_in_executor(None, sync_topic_ids, batch)
-        future.add_done_callback(_log_sync_failure)
 
     def remove_partition(self, topic: str, index: int) -> None:
         """Close and delete one partition (this broker no longer replicates it)."""
@@ -739,16 +727,8 @@ class ReplicaManager:
         """Rename the directory now (its name is free at once) and remove it in a
         worker thread, a batch per event-loop turn (partition_dirs docstring)."""
         doomed = partition_dirs.mark_for_deletion(directory)
-        if doomed is None:
-            return
-        self._doomed.append(doomed)
-        if len(self._doomed) == 1:  # the first of this turn's batch
-            asyncio.get_running_loop().call_soon(self._remove_doomed)
-
-    def _remove_doomed(self) -> None:
-        batch, self._doomed = self._doomed, []
-        if batch:  # rmtree ignores errors: the future has nothing to report
-            asyncio.get_running_loop().run_in_executor(None, partition_dirs.remove_trees, batch)
+        if doomed is not None:
+            self._doomed.add(doomed)
 
     def close(self) -> None:
         """Snapshot producer state and close every log, in parallel threads.
@@ -758,13 +738,8 @@ class ReplicaManager:
         disk (450 partitions: 25 s). Logs share nothing but the map budget, which
         is locked, so they close concurrently and the fsyncs overlap.
         """
-        doomed, self._doomed = self._doomed, []
-        partition_dirs.remove_trees(doomed)
-        batch, self._unsynced_topic_ids = self._unsynced_topic_ids, []
-        try:
-            sync_topic_ids(batch)
-        except OSError as sync_error:
-            log.error("partition_metadata_sync_failed", error=repr(sync_error))
+        self._doomed.drain()
+        self._unsynced_topic_ids.drain()
         partitions = list(self)
         if partitions:
             workers = min(_CLOSE_THREADS_MAX, len(partitions))
@@ -796,10 +771,39 @@ def sync_topic_ids(directories: list[Path]) -> None:
         partition_dirs.sync_topic_id(directory)
 
 
-def _log_sync_failure(future: asyncio.Future[None]) -> None:
-    error = None if future.cancelled() else future.exception()
-    if error is not None:
-        log.error("partition_metadata_sync_failed", error=repr(error))
+class _TurnBatches:
+    """Directories collected during one event-loop turn, handed to `job` as one batch
+    in a worker thread at the end of the turn (file-system work that must not hold
+    the loop); `drain` runs what is pending in place (at close). A failure is logged
+    as `<what>_failed`."""
+
+    def __init__(self, job: Callable[[list[Path]], None], what: str) -> None:
+        self.job = job
+        self.what = what
+        self._pending: list[Path] = []
+
+    def add(self, directory: Path) -> None:
+        self._pending.append(directory)
+        if len(self._pending) == 1:  # the first of this turn's batch
+            asyncio.get_running_loop().call_soon(self._hand_off)
+
+    def _hand_off(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            future = asyncio.get_running_loop().run_in_executor(None, self.job, batch)
+            future.add_done_callback(self._report)
+
+    def _report(self, future: asyncio.Future[None]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            log.error(f"{self.what}_failed", error=repr(error))
+
+    def drain(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            self.job(batch)
+        except OSError as error:
+            log.error(f"{self.what}_failed", error=repr(error))
 
 
 def _close_partition(partition: Partition) -> str | None:

@@ -355,9 +355,9 @@ class GroupCoordinator:
         leads its partition) or COORDINATOR_LOAD_IN_PROGRESS (still starting)."""
         if not self._loaded:
             return ErrorCode.coordinator_load_in_progress
-        if self.topic_missing() or self.partition_for(group_id) in self._led:
-            return ErrorCode.none
         index = self.partition_for(group_id)
+        if self.topic_missing() or index in self._led:
+            return ErrorCode.none
         if self.broker.leader_of(OFFSETS_TOPIC, index)[0] == self.broker.node_id:
             return ErrorCode.coordinator_load_in_progress  # its partition is still opening
         return ErrorCode.not_coordinator
