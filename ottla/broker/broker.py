@@ -107,7 +107,9 @@ class Broker:
         self.replicas = ReplicaManager(self.data_dir)
         # New partitions open in a worker thread once the node serves (partition_opener.py);
         # until then (startup, replaying the metadata log) they open in place.
-        self.opener = PartitionOpener(self.replicas, self.clock, self._partitions_opened)
+        self.opener = PartitionOpener(
+            self.replicas, self.clock, self._partitions_opened, self.partition_open_failed
+        )
         self._open_in_place = True
         self.groups = GroupCoordinator(self)
         self.fetch_sessions = FetchSessionCache(
@@ -438,7 +440,11 @@ class Broker:
                 log.info("topic_created", topic=name, partitions=len(topic.partitions))
         for spec in new:
             if self.opener.in_place(spec, len(new), startup=self._open_in_place):
-                self.replicas.open_partition(*spec.arguments(), now)
+                self.opener.forget(spec.key)  # no retry pending once this one is done
+                try:
+                    self.replicas.open_partition(*spec.arguments(), now)
+                except OSError as error:  # the rest of the image still applies
+                    self.opener.open_failed(spec, error)
             else:
                 self.opener.want(spec)
         self._apply_roles(after, self.monotonic_clock())
@@ -619,19 +625,41 @@ class Broker:
         running: it answers writes KAFKA_STORAGE_ERROR and still serves reads. A
         follower's failed append only costs its place in the ISR (the replica fetcher
         tries again, and catches up once there is room)."""
+        if partition.replication is None:
+            return
+        self._log_dir_failed(partition.name, list(partition.isr), error)
+
+    def partition_open_failed(self, spec: OpenSpec, error: OSError) -> None:
+        """The disk refused to open (create) a partition's log. A partition the image
+        has this node lead, with another replica in its ISR, is better led there: the
+        node stops as for a failed append (`log_dir_failed`). Otherwise the opener
+        tries again later and the partition answers KAFKA_STORAGE_ERROR meanwhile."""
+        topic = self.image.topic(spec.topic)
+        state = topic.partitions.get(spec.index) if topic is not None else None
+        if state is None or state.leader != self.node_id:
+            return
+        self._log_dir_failed(f"{spec.topic}-{spec.index}", list(state.isr), error)
+
+    def _log_dir_failed(self, partition: str, isr: list[int], error: OSError) -> None:
         if self.failed.is_set() or self.stopping or error.errno not in _LOG_DIR_FAILURES:
             return
-        if partition.replication is None or len(partition.isr) < 2:
+        if len(isr) < 2:
             return
         self.failure = f"the log directory {self.data_dir} failed: {error}"
         log.critical(
-            "log_dir_failed",
-            node_id=self.node_id,
-            partition=partition.name,
-            error=str(error),
-            isr=list(partition.isr),
+            "log_dir_failed", node_id=self.node_id, partition=partition, error=str(error), isr=isr
         )
         self.failed.set()
+
+    def unhosted_error(self, topic: str, index: int, in_image: bool) -> ErrorCode:
+        """The error for a partition this node does not host: unknown when the image has
+        no such partition, KAFKA_STORAGE_ERROR while its log cannot be opened here,
+        else NOT_LEADER_OR_FOLLOWER (led elsewhere, or still opening)."""
+        if not in_image:
+            return ErrorCode.unknown_topic_or_partition
+        if (topic, index) in self.opener.failed:
+            return ErrorCode.kafka_storage_error
+        return ErrorCode.not_leader_or_follower
 
     async def stop(self) -> None:
         opened = self.metadata is not None  # else startup failed and said why

@@ -19,6 +19,15 @@ Until then the partition is not hosted: requests for it answer
 NOT_LEADER_OR_FOLLOWER, which clients and followers retry, as they do while Kafka
 creates a log.
 
+A partition whose log cannot be opened (a full disk, an I/O error: the OSError of
+`open_partition_log`, here or in place on the loop) is not dropped: it waits in
+`failed` and is wanted again every RETRY_S, so it comes up once the disk has room,
+and until then produce and fetch answer KAFKA_STORAGE_ERROR for it, as Kafka does
+for a partition in an offline log directory. `on_failed` tells the broker first,
+which stops the node when that lets another in-sync replica lead
+(`Broker.partition_open_failed`). One failed open no longer keeps the image's other
+partitions from opening.
+
 The image may change while a batch is in the thread: `forget` (topic deleted,
 partition moved away) drops a wanted partition, and `want` with another topic id
 replaces it. A partition opened for a spec no longer wanted is closed and its
@@ -42,12 +51,13 @@ import structlog
 from ottla.broker.partitions import Partition, ReplicaManager, open_partition_log
 from ottla.storage import Log, LogConfig
 
-__all__ = ["BATCH", "IN_PLACE_MAX", "OpenSpec", "PartitionOpener"]
+__all__ = ["BATCH", "IN_PLACE_MAX", "RETRY_S", "OpenSpec", "PartitionOpener"]
 
 log = structlog.get_logger("ottla.partition_opener")
 
 BATCH = 64  # partitions per worker call: big enough to amortise, small enough to start soon
 IN_PLACE_MAX = 32  # new partitions an image change may open on the event loop
+RETRY_S = 5.0  # between tries to open a partition whose log could not be opened
 
 Key = tuple[str, int]
 
@@ -95,11 +105,17 @@ class PartitionOpener:
         replicas: ReplicaManager,
         clock: Callable[[], int],
         on_opened: Callable[[], None],
+        on_failed: Callable[[OpenSpec, OSError], None] = lambda _spec, _error: None,
     ) -> None:
         self.replicas = replicas
         self.clock = clock
         self.on_opened = on_opened
+        self.on_failed = on_failed
         self.wanted: dict[Key, OpenSpec] = {}
+        # Partitions whose last open failed, each wanted again after retry_s.
+        self.failed: dict[Key, OpenSpec] = {}
+        self.retry_s = RETRY_S
+        self._retry: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._idle = asyncio.Event()
@@ -120,6 +136,7 @@ class PartitionOpener:
         """Open this partition soon (the newest spec of a key wins)."""
         if self._stopped:
             return
+        self.failed.pop(spec.key, None)
         self.wanted[spec.key] = spec
         self._idle.clear()
         if self._task is None:
@@ -127,10 +144,40 @@ class PartitionOpener:
 
     def forget(self, key: Key) -> None:
         self.wanted.pop(key, None)
+        self.failed.pop(key, None)
 
     def forget_topic(self, topic: str) -> None:
         for key in [k for k in self.wanted if k[0] == topic]:
             del self.wanted[key]
+        for key in [k for k in self.failed if k[0] == topic]:
+            del self.failed[key]
+
+    def open_failed(self, spec: OpenSpec, error: OSError) -> None:
+        """Opening `spec`'s log failed (here or in place): tell the broker, try again
+        after retry_s."""
+        log.error(
+            "partition_open_failed",
+            partition=f"{spec.topic}-{spec.index}",
+            error=str(error),
+            retry_s=self.retry_s,
+        )
+        if self._stopped:
+            return
+        self.failed[spec.key] = spec
+        try:
+            self.on_failed(spec, error)
+        except Exception as failure:  # a boundary: the retry stands
+            log.error("partition_open_failed_hook", error=repr(failure), exc_info=failure)
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(self.retry_s, self._open_again)
+
+    def _open_again(self) -> None:
+        self._retry = None
+        for spec in list(self.failed.values()):
+            if self.replicas.get(spec.topic, spec.index) is None:
+                self.want(spec)
+            else:  # opened in place since (the image changed it again)
+                del self.failed[spec.key]
 
     async def idle(self) -> None:
         """Until nothing is wanted or being opened (tests, shutdown)."""
@@ -140,6 +187,10 @@ class PartitionOpener:
         """Open nothing more; wait for a batch in the thread, whose partitions are hosted
         (the broker closes them with the rest) but given no role."""
         self._stopped = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self.failed.clear()
         task = self._task
         if task is not None:
             with contextlib.suppress(BaseException):
@@ -183,13 +234,9 @@ class PartitionOpener:
             spec = result.spec
             latest = self.wanted.get(spec.key)
             if result.error is not None:
-                log.error(
-                    "partition_open_failed",
-                    partition=f"{spec.topic}-{spec.index}",
-                    error=str(result.error),
-                )
                 if latest is spec:
                     del self.wanted[spec.key]
+                    self.open_failed(spec, result.error)
                 continue
             assert result.log is not None
             if latest is None or latest.topic_id != spec.topic_id:

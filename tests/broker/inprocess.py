@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ottla.broker import Broker
+from ottla.broker.clocks import wall_ms
 from ottla.config import BrokerConfig, load_config
+from tests.integration.conftest import free_port
 
-__all__ = ["SteppedWallClock", "broker_config", "running_broker", "until"]
+__all__ = ["SteppedWallClock", "broker_config", "running_broker", "running_cluster", "until"]
 
 
 class SteppedWallClock:
@@ -38,16 +39,49 @@ def broker_config(data_dir: Path, port: int, *overrides: str) -> BrokerConfig:
 @contextlib.asynccontextmanager
 async def running_broker(data_dir: Path, *overrides: str) -> AsyncIterator[Broker]:
     """One started broker on a free loopback port, stopped on exit."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    broker = Broker(broker_config(data_dir, port, *overrides))
+    broker = Broker(broker_config(data_dir, free_port(), *overrides))
     await broker.start()
     try:
         yield broker
     finally:
         async with asyncio.timeout(30):
             await broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(
+    data_dir: Path,
+    cluster_id: str,
+    *overrides: str,
+    clock: Callable[[], int] = wall_ms,
+    start_bound_s: float = 60,
+) -> AsyncIterator[dict[int, Broker]]:
+    """Three started brokers, nodes 1-3 (all voters) on free loopback ports, each with
+    its data under `data_dir`/node<n>; stopped on exit."""
+    ports = {n: free_port() for n in (1, 2, 3)}
+    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
+    brokers = {
+        n: Broker(
+            broker_config(
+                data_dir / f"node{n}",
+                ports[n],
+                f"node.id={n}",
+                f"controller.quorum.voters={voters}",
+                f"cluster.id={cluster_id}",
+                *overrides,
+            ),
+            clock=clock,
+        )
+        for n in (1, 2, 3)
+    }
+    try:
+        async with asyncio.timeout(start_bound_s):
+            await asyncio.gather(*(broker.start() for broker in brokers.values()))
+        yield brokers
+    finally:
+        for broker in brokers.values():
+            async with asyncio.timeout(30):
+                await broker.stop()
 
 
 async def until(condition: Callable[[], bool], bound_s: float, what: str) -> None:

@@ -21,8 +21,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ottla.broker import Broker
-from tests.broker.inprocess import SteppedWallClock, broker_config, until
-from tests.integration.conftest import free_port
+from tests.broker.inprocess import SteppedWallClock, running_cluster, until
 
 HOUR_MS = 3_600_000
 LAG_MS = 1_000
@@ -42,26 +41,10 @@ async def test_a_wall_clock_stepped_back_keeps_no_silent_follower_in_the_isr(
     tmp_path: Path,
 ) -> None:
     wall_clock = SteppedWallClock()
-    ports = {n: free_port() for n in (1, 2, 3)}
-    voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in ports.items())
-    brokers = {
-        n: Broker(
-            broker_config(
-                tmp_path / f"node{n}",
-                ports[n],
-                f"node.id={n}",
-                f"controller.quorum.voters={voters}",
-                "cluster.id=isrClockCluster0000001",
-                f"replica.lag.time.max.ms={LAG_MS}",
-            ),
-            clock=wall_clock,
-        )
-        for n in (1, 2, 3)
-    }
-    try:
-        async with asyncio.timeout(START_BOUND_S):
-            await asyncio.gather(*(broker.start() for broker in brokers.values()))
-        bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
+    async with running_cluster(
+        tmp_path, "isrClockCluster0000001", f"replica.lag.time.max.ms={LAG_MS}", clock=wall_clock
+    ) as brokers:
+        bootstrap = ",".join(f"127.0.0.1:{b.bound_ports[0]}" for b in brokers.values())
 
         def create() -> None:
             admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -89,7 +72,3 @@ async def test_a_wall_clock_stepped_back_keeps_no_silent_follower_in_the_isr(
         )
         assert len(_isr(leader)) == 2
         assert not leader.image.brokers[silent_id].fenced  # the lag rule removed it
-    finally:
-        for broker in brokers.values():
-            async with asyncio.timeout(30):
-                await broker.stop()

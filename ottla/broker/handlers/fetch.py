@@ -353,12 +353,8 @@ def _read_all(
         partition = broker.partition(topic, index)
         if partition is None:
             image = broker.image.topic(topic)
-            code = (
-                ErrorCode.not_leader_or_follower
-                if image is not None and index in image.partitions
-                else ErrorCode.unknown_topic_or_partition
-            )
-            read_of(topic, index, code)
+            in_image = image is not None and index in image.partitions
+            read_of(topic, index, broker.unhosted_error(topic, index, in_image))
             continue
         high_watermark = partition.high_watermark
         log_start = partition.log_start_offset

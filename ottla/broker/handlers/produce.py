@@ -117,11 +117,12 @@ def handle_produce(
             else:
                 partition = broker.partition(topic.name, index)
                 if partition is None:
+                    code = broker.unhosted_error(topic.name, index, index in topic.partitions)
                     outcome = AppendOutcome(
-                        ErrorCode.unknown_topic_or_partition
-                        if index not in topic.partitions
-                        else ErrorCode.not_leader_or_follower,
-                        "This server does not host this topic-partition.",
+                        code,
+                        "This server cannot open this topic-partition's log."
+                        if code is ErrorCode.kafka_storage_error
+                        else "This server does not host this topic-partition.",
                     )
                 elif partition_data.records is None:
                     outcome = AppendOutcome(ErrorCode.invalid_record, "Null records")
