@@ -725,8 +725,15 @@ class ReplicaManager:
 
     def _delete_later(self, directory: Path) -> None:
         """Rename the directory now (its name is free at once) and remove it in a
-        worker thread, a batch per event-loop turn (partition_dirs docstring)."""
-        doomed = partition_dirs.mark_for_deletion(directory)
+        worker thread, a batch per event-loop turn (partition_dirs docstring). A
+        directory the disk will not rename stays (logged): the rest of the metadata
+        change still applies, and at the next start the directory is set aside as a
+        stray, or a same-named topic's first open sets it aside."""
+        try:
+            doomed = partition_dirs.mark_for_deletion(directory)
+        except OSError as error:
+            log.error("partition_delete_failed", directory=str(directory), error=str(error))
+            return
         if doomed is not None:
             self._doomed.add(doomed)
 
