@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from ottla import __version__
-from ottla.broker import high_watermarks, partition_dirs
+from ottla.broker import high_watermarks, meta_properties, partition_dirs
 from ottla.broker.clocks import monotonic_ms, wall_ms
 from ottla.broker.controller import ControllerShell, ControllerUnavailableError
 from ottla.broker.dispatch import Dispatcher
@@ -328,17 +328,22 @@ class Broker:
                 f"log.dirs: data directory {directory} is in use by another ottla process"
             ) from None
         self._lock_fd = fd
-        meta = directory / "meta.properties"
+        meta = directory / meta_properties.FILE_NAME
         configured = self.config.get("cluster.id")
-        if meta.exists():
-            values = dict(
-                line.split("=", 1) for line in meta.read_text().splitlines() if "=" in line
-            )
-            self.cluster_id = values.get("cluster.id", "")
-            stored_node = values.get("node.id")
-            if stored_node is not None and int(stored_node) != self.node_id:
+        try:
+            stored = meta_properties.read(meta)
+        except OSError as error:
+            raise StartupError(f"log.dirs: cannot read {meta}: {error.strerror}") from None
+        except meta_properties.MetaPropertiesError as error:
+            raise StartupError(
+                f"log.dirs: {error}; restore it, or give the node an empty data directory"
+            ) from None
+        if stored is not None:
+            self.cluster_id = stored.cluster_id
+            if stored.node_id is not None and stored.node_id != self.node_id:
                 raise StartupError(
-                    f"node.id: {self.node_id} does not match node.id {stored_node} stored in {meta}"
+                    f"node.id: {self.node_id} does not match node.id {stored.node_id} "
+                    f"stored in {meta}"
                 )
             if configured and configured != self.cluster_id:
                 raise StartupError(
@@ -353,11 +358,7 @@ class Broker:
                     "voters (every node of a cluster must be formatted with the same id)"
                 )
             self.cluster_id = configured or _new_cluster_id()
-            temporary = meta.with_suffix(".tmp")
-            temporary.write_text(
-                f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.node_id}\n"
-            )
-            temporary.replace(meta)
+            meta_properties.write(meta, self.cluster_id, self.node_id)
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()

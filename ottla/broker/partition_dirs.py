@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import re
 import shutil
 import uuid
@@ -50,7 +49,7 @@ from typing import Final
 
 import structlog
 
-from ottla.storage import fsync_directory, sync_file
+from ottla.storage import fsync_directory, sync_file, write_file_atomically
 
 __all__ = [
     "PARTITION_METADATA_FILE",
@@ -102,19 +101,8 @@ def read_topic_id(directory: Path) -> uuid.UUID | None:
 def write_topic_id(directory: Path, topic_id: uuid.UUID, *, durable: bool = True) -> None:
     """Write `directory`/partition.metadata atomically; durably too unless `durable` is
     False (then `sync_topic_id` makes it so later)."""
-    target = directory / PARTITION_METADATA_FILE
-    temporary = directory / (PARTITION_METADATA_FILE + ".tmp")
     data = f"version: 0\ntopic_id: {_encode(topic_id)}\n".encode()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, target)
-    if durable:
-        fsync_directory(directory)
+    write_file_atomically(directory / PARTITION_METADATA_FILE, data, durable=durable)
 
 
 def sync_topic_id(directory: Path) -> None:

@@ -11,6 +11,7 @@ from ottla.storage.checkpoints import (
     fsync_directory,
     read_checkpoint,
     write_checkpoint,
+    write_file_atomically,
 )
 from ottla.storage.cleaner import (
     CleanerJob,
@@ -62,4 +63,5 @@ __all__ = [
     "segments_to_delete",
     "sync_file",
     "write_checkpoint",
+    "write_file_atomically",
 ]

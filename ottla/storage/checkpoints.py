@@ -48,6 +48,7 @@ __all__ = [
     "fsync_directory",
     "read_checkpoint",
     "write_checkpoint",
+    "write_file_atomically",
 ]
 
 RECOVERY_POINT_FILE: Final = "recovery-point-checkpoint"
@@ -73,23 +74,33 @@ def _kind(path: Path) -> str:
     return "ottla-" + path.name.lstrip(".")
 
 
-def write_checkpoint(path: Path, entries: Sequence[Sequence[int]], *, sync: bool = True) -> None:
-    """Atomically replace `path` with `entries` (temp file + fsync + rename + dir fsync)."""
-    body = f"{_kind(path)} {_VERSION}\n" + "".join(
-        " ".join(str(int(value)) for value in entry) + "\n" for entry in entries
-    )
-    data = body.encode() + f"xxh64 {xxhash.xxh64_hexdigest(body.encode())}\n".encode()
+def write_file_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a reader, or a restart after a crash, sees the
+    old file or the new one, never half of one: a temp file beside it, fsynced, renamed
+    over it, the directory fsynced. Without `durable` the two fsyncs are left to the
+    caller (the rename is still atomic; a crash may lose the new file, not tear it)."""
     temp = path.with_name(path.name + ".tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        if sync:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(temp, path)
-    if sync:
+    if durable:
         fsync_directory(path.parent)
+
+
+def write_checkpoint(path: Path, entries: Sequence[Sequence[int]], *, sync: bool = True) -> None:
+    """Atomically replace `path` with `entries` (`write_file_atomically`)."""
+    body = f"{_kind(path)} {_VERSION}\n" + "".join(
+        " ".join(str(int(value)) for value in entry) + "\n" for entry in entries
+    )
+    data = body.encode() + f"xxh64 {xxhash.xxh64_hexdigest(body.encode())}\n".encode()
+    write_file_atomically(path, data, durable=sync)
 
 
 def read_checkpoint(path: Path, *, width: int) -> list[tuple[int, ...]] | None:

@@ -1,8 +1,10 @@
 """Operator mistakes at startup end with one clear stderr line and a non-zero exit.
 
 A port already in use (names `listeners`), an unwritable data directory (names
-`log.dirs`) and a bad `--override` value (names the property) each make
-`ottla serve` exit with code 2, print exactly one line to stderr, and no traceback.
+`log.dirs`), a bad `--override` value (names the property) and a damaged
+`meta.properties` (random bytes, no cluster id, a node id that is not a number: names
+the file; it once ended in a UnicodeDecodeError traceback) each make `ottla serve`
+exit with code 2, print exactly one line to stderr, and no traceback.
 """
 
 from __future__ import annotations
@@ -68,3 +70,21 @@ def test_bad_override(tmp_path: Path) -> None:
         "num.partitions=zero",
     )
     _assert_one_line(result, "num.partitions")
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (bytes(range(128, 256)) * 3, "not a text file"),
+        (b"version=1\nnode.id=1\n", "no cluster.id"),
+        (b"version=1\ncluster.id=abc\nnode.id=one\n", "not a number"),
+    ],
+    ids=["binary", "no-cluster-id", "bad-node-id"],
+)
+def test_damaged_meta_properties(tmp_path: Path, content: bytes, why: str) -> None:
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    (data_dir / "meta.properties").write_bytes(content)
+    result = _serve("--data-dir", str(data_dir), "--listen", f"127.0.0.1:{free_port()}")
+    _assert_one_line(result, "log.dirs", "meta.properties", why)
+    assert (data_dir / "meta.properties").read_bytes() == content  # left for the operator

@@ -22,7 +22,6 @@ append, quorum-state, delete prefix, sync) in that order; the driver calls it.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from ottla.cluster.raft.memlog import Snapshot
 from ottla.cluster.raft.messages import Entry, OffsetAndEpoch
 from ottla.cluster.raft.state import QuorumStateData
 from ottla.protocol import ProtocolError, iter_batches
-from ottla.storage import Log, LogConfig
+from ottla.storage import Log, LogConfig, write_file_atomically
 
 __all__ = ["QUORUM_STATE_FILE", "RaftStorage", "RaftStorageError", "snapshot_file_name"]
 
@@ -64,29 +63,6 @@ class RaftStorageError(Exception):
 
 def snapshot_file_name(snapshot_id: OffsetAndEpoch) -> str:
     return f"{snapshot_id.end_offset:020d}-{snapshot_id.epoch:010d}.checkpoint"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    _fsync_directory(path.parent)
 
 
 def encode_snapshot_file(snapshot: Snapshot) -> bytes:
@@ -172,7 +148,7 @@ class RaftStorage:
     def write_snapshot(self, snapshot: Snapshot) -> None:
         """Write (and fsync) a snapshot file; it becomes the latest."""
         path = self.directory / snapshot_file_name(snapshot.snapshot_id)
-        _write_atomically(path, encode_snapshot_file(snapshot))
+        write_file_atomically(path, encode_snapshot_file(snapshot))
         self.snapshot = snapshot
 
     def truncate_to(self, offset: int) -> None:
@@ -185,7 +161,7 @@ class RaftStorage:
         self._log.append(data, now_ms=now_ms, assign_offsets=False)
 
     def write_quorum_state(self, state: QuorumStateData) -> None:
-        _write_atomically(self.directory / QUORUM_STATE_FILE, state.to_json().encode())
+        write_file_atomically(self.directory / QUORUM_STATE_FILE, state.to_json().encode())
         self.quorum_state = state
 
     def delete_prefix(self, log_start_offset: int) -> None:
