@@ -410,12 +410,18 @@ def test_offsets_by_topic_id_v10(broker_factory: Any) -> None:
                 offset_commit_v10.OffsetCommitRequestTopic(
                     topic_id=unknown, partitions=(partition(0, 1),)
                 ),
+                # The zero id (kio's None): no topic's; once a handler_failed and a
+                # dropped connection.
+                offset_commit_v10.OffsetCommitRequestTopic(
+                    topic_id=None, partitions=(partition(0, 1),)
+                ),
             ),
         ),
     )
     assert [(t.topic_id, [p.error_code for p in t.partitions]) for t in committed.topics] == [
         (topic_id, [ErrorCode.none, ErrorCode.unknown_topic_id]),
         (unknown, [ErrorCode.unknown_topic_id]),
+        (None, [ErrorCode.unknown_topic_id]),
     ]
 
     def fetch(topics: Any) -> list[tuple[Any, list[tuple[int, int, ErrorCode]]]]:
@@ -444,8 +450,10 @@ def test_offsets_by_topic_id_v10(broker_factory: Any) -> None:
             topic_id=topic_id, partition_indexes=(i32(0), i32(1))
         ),
         offset_fetch_v10.OffsetFetchRequestTopics(topic_id=unknown, partition_indexes=(i32(0),)),
+        offset_fetch_v10.OffsetFetchRequestTopics(topic_id=None, partition_indexes=(i32(0),)),
     )
     assert fetch(asked) == [
         (topic_id, [(0, -1, ErrorCode.none), (1, 11, ErrorCode.none)]),
         (unknown, [(0, -1, ErrorCode.unknown_topic_id)]),
+        (None, [(0, -1, ErrorCode.unknown_topic_id)]),
     ]

@@ -3,7 +3,10 @@
 Names with illegal characters, `.` and `..`, an empty name and one of 250
 characters are refused by CreateTopics (raw and through confluent's AdminClient)
 and answered INVALID_TOPIC_EXCEPTION (17) by Metadata — even with auto-creation
-on — and none of them is created.
+on — and none of them is created. Names the wire allows but a version cannot answer
+get an error, not a dropped connection: a null name in Metadata v10-v11 (by id, which
+only v12+ answers) is INVALID_REQUEST, and DeleteTopics v1-v5 naming "" answers "".
+(Both once failed in encoding the response: handler_failed, connection closed.)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tests.integration.wire import Wire, kio_module, metadata
 pytestmark = pytest.mark.timeout(60)
 
 INVALID_TOPIC_EXCEPTION = 17
+INVALID_REQUEST = 42
 BAD_NAMES = ["bad name", "slash/topic", "ünïcode", ".", "..", "x" * 250]
 
 
@@ -68,3 +72,29 @@ def test_metadata_refuses_bad_names(shared_broker: BrokerProcess, name: str) -> 
         ]
         names = [t.name for t in metadata(wire, None).topics]
         assert name not in names
+
+
+def test_metadata_null_name_before_v12_is_an_invalid_request(shared_broker: BrokerProcess) -> None:
+    module = kio_module(3, 11)
+    body = module.MetadataRequest(
+        topics=(module.MetadataRequestTopic(topic_id=None, name=None),),
+        allow_auto_topic_creation=False,
+        include_topic_authorized_operations=False,
+    )
+    with Wire(shared_broker.bootstrap) as wire:
+        response = wire.request(3, 11, body)
+        assert [(t.name, t.error_code) for t in response.topics] == [("", INVALID_REQUEST)]
+        assert "" not in [t.name for t in metadata(wire, None).topics]  # still serving
+
+
+@pytest.mark.parametrize("version", [1, 5])
+def test_delete_topics_of_an_empty_name_answers_it(
+    shared_broker: BrokerProcess, version: int
+) -> None:
+    module = kio_module(20, version)
+    body = module.DeleteTopicsRequest(topic_names=("",), timeout=datetime.timedelta(seconds=10))
+    with Wire(shared_broker.bootstrap) as wire:
+        response = wire.request(20, version, body)
+        assert [r.name for r in response.responses] == [""]
+        assert response.responses[0].error_code != 0
+        assert "" not in [t.name for t in metadata(wire, None).topics]  # still serving

@@ -199,10 +199,11 @@ async def handle_delete_topics(
         names = list(body.topic_names)
         ids = [None] * len(names)
     results = await broker.controller.write(lambda image: delete_topics(image, names, ids))
+    by_id = request.api_version >= 6  # name nullable (a topic named by its id) from v6
     responses = tuple(
         make(
             module.DeletableTopicResult,
-            name=result.name or None,
+            name=(result.name or None) if by_id else (result.name or ""),
             topic_id=result.topic_id or uuid.UUID(int=0),
             error_code=result.error_code,
             error_message=result.error_message,

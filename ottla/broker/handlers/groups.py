@@ -175,11 +175,12 @@ def _topic_entries(
     topic_cls: Any,
     partition: Callable[[_Item], Any],
 ) -> tuple[Any, ...]:
-    """Response topics in request order, each keyed by `topic_id` for a uuid (v10 offset
-    APIs) else by `name`, with `partition(item)` for each of its partitions' items."""
+    """Response topics in request order, each keyed by `topic_id` where the version has
+    one (v10 offset APIs; None writes the zero id) else by `name`, with
+    `partition(item)` for each of its partitions' items."""
     entries = []
+    key_field = "topic_id" if "topic_id" in topic_cls.__dataclass_fields__ else "name"
     for key, items in layout:
-        key_field = "topic_id" if isinstance(key, uuid.UUID) else "name"
         partitions = tuple(partition(item) for item in items)
         entries.append(make(topic_cls, **{key_field: key}, partitions=partitions))
     return tuple(entries)
@@ -525,10 +526,11 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
     coordinator = _coordinator(broker)
     entries: list[OffsetCommitEntry] = []
     layout: _PartitionLayout = []
+    by_id = request.api_version >= 10
     for topic in body.topics:
-        topic_id = getattr(topic, "topic_id", None)
-        if topic_id is not None:
-            topic_image = image.topics_by_id.get(topic_id)
+        topic_id = topic.topic_id if by_id else None  # None: the zero id, no topic's
+        if by_id:
+            topic_image = image.topics_by_id.get(topic_id) if topic_id is not None else None
             missing = ErrorCode.unknown_topic_id
         else:
             topic_image = image.topic(topic.name)
@@ -549,7 +551,7 @@ def handle_offset_commit(broker: Broker, connection: Connection, request: Decode
                     metadata=item.committed_metadata,
                 )
             )
-        layout.append((topic_id if topic_id is not None else topic.name, partitions))
+        layout.append((topic_id if by_id else topic.name, partitions))
     not_here = _not_here(broker, body.group_id)
     if not_here is not ErrorCode.none:
         return _commit_response(request, layout, itertools.repeat(not_here))

@@ -69,6 +69,11 @@ def handle_metadata(
         to_create: list[str] = []
         for item in body.topics:
             topic_id = getattr(item, "topic_id", None)
+            if item.name is None and version < 12:
+                # Names are nullable in requests from v10 but in responses only from
+                # v12: Kafka refuses a null name (a lookup by id) below v12.
+                wanted.append(("", None, ErrorCode.invalid_request))
+                continue
             if item.name is None and topic_id is not None and topic_id.int != 0:
                 found = image.topics_by_id.get(topic_id)
                 wanted.append(found if found else (None, topic_id, ErrorCode.unknown_topic_id))
