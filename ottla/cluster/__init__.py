@@ -28,12 +28,14 @@ from ottla.cluster.controller.reassignment import (
 )
 from ottla.cluster.controller.rules import (
     INTERNAL_TOPICS,
+    MAX_RECORDS_PER_USER_OP,
     NewTopic,
     RuleResult,
     TopicDefaults,
     create_partitions,
     create_topics,
     delete_topics,
+    too_large,
     validate_topic_name,
 )
 from ottla.cluster.metadata.image import BrokerImage, MetadataImage, PartitionImage, TopicImage
@@ -68,6 +70,7 @@ __all__ = [
     "ELECTION_PREFERRED",
     "ELECTION_UNCLEAN",
     "INTERNAL_TOPICS",
+    "MAX_RECORDS_PER_USER_OP",
     "METADATA_TOPIC",
     "METADATA_TOPIC_ID",
     "TOPIC_RESOURCE",
@@ -124,6 +127,7 @@ __all__ = [
     "preferred_imbalance",
     "register",
     "request_source",
+    "too_large",
     "unfence",
     "validate_topic_name",
 ]

@@ -4,7 +4,9 @@ Proves: CreateTopics validation mirrors Kafka (names, collisions, duplicates,
 partitions, replication factor, manual assignments, configs) and produces
 TopicRecord/ConfigRecord/PartitionRecord; applying them yields the topic;
 DeleteTopics and CreatePartitions likewise; placement spreads leaders; records
-survive an encode/decode round trip.
+survive an encode/decode round trip; a request that would write more than
+MAX_RECORDS_PER_USER_OP records fails whole with POLICY_VIOLATION and Kafka's message,
+before computing any assignment (two billion partitions answer at once).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 import pytest
 
 from ottla.cluster import (
+    MAX_RECORDS_PER_USER_OP,
     MetadataImage,
     NewTopic,
     PartitionChangeRecord,
@@ -119,6 +122,25 @@ def test_delete_and_grow() -> None:
     ]
     image = image.apply(records, 11)
     assert image.topic("t") is None
+
+
+def test_requests_over_the_record_bound_fail_whole() -> None:
+    half = MAX_RECORDS_PER_USER_OP // 2
+    image, records, results = _create(
+        MetadataImage(), NewTopic("a", num_partitions=half), NewTopic("b", num_partitions=half)
+    )
+    assert records == [] and image.topics_by_name == {}
+    assert [(r.name, r.error_code, r.error_message) for r in results] == [
+        (name, ErrorCode.policy_violation, "Unable to perform excessively large batch operation.")
+        for name in ("a", "b")
+    ]
+    _, records, results = _create(MetadataImage(), NewTopic("huge", num_partitions=2**31 - 1))
+    assert records == [] and results[0].error_code is ErrorCode.policy_violation
+    image, _, results = _create(MetadataImage(), NewTopic("a", num_partitions=half))
+    assert results[0].ok  # at the bound: allowed
+
+    records, result = create_partitions(image, "a", 2**31 - 1, None, [1])
+    assert records == [] and result.error_code is ErrorCode.policy_violation
 
 
 def test_placement_spreads_leaders_and_replicas() -> None:

@@ -31,6 +31,7 @@ import structlog
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.cluster import (
     BROKER_RESOURCE,
+    MAX_RECORDS_PER_USER_OP,
     TOPIC_RESOURCE,
     ConfigRecord,
     MetadataImage,
@@ -41,6 +42,7 @@ from ottla.cluster import (
     create_partitions,
     create_topics,
     delete_topics,
+    too_large,
 )
 from ottla.config import BROKER_CONFIGS, TOPIC_CONFIGS
 from ottla.protocol import SUPPORTED_APIS, DecodedRequest, ErrorCode
@@ -236,6 +238,8 @@ async def handle_create_partitions(
             )
             all_records.extend(records)
             outcomes.append(result)
+            if len(all_records) > MAX_RECORDS_PER_USER_OP:  # the request fails whole
+                return [], too_large([name for name, _, _ in requested])
         return all_records, outcomes
 
     if body.validate_only:

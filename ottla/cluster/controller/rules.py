@@ -10,7 +10,11 @@ ControllerApis/ReplicationControlManager:
   colliding with an existing name once '.' and '_' are identified;
 - partitions >= 1 (-1: the default), replication factor between 1 and the number
   of live brokers (-1: the default); manual assignments must be consistent;
-- topic configs must be known topic properties with valid values.
+- topic configs must be known topic properties with valid values;
+- one request may write at most MAX_RECORDS_PER_USER_OP records (Kafka's controller
+  bound): a CreateTopics or CreatePartitions asking for more partitions than that
+  fails whole, every topic POLICY_VIOLATION, before any assignment is computed (one
+  request for two billion partitions once built their assignment in memory).
 """
 
 from __future__ import annotations
@@ -33,18 +37,26 @@ from ottla.cluster.metadata.records import (
 from ottla.protocol import ErrorCode
 
 __all__ = [
+    "EXCESSIVE_BATCH_MESSAGE",
+    "MAX_RECORDS_PER_USER_OP",
     "NewTopic",
     "RuleResult",
     "TopicDefaults",
     "create_partitions",
     "create_topics",
     "delete_topics",
+    "too_large",
     "validate_topic_name",
 ]
 
 _LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 TOPIC_NAME_LENGTH_MAX = 249
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+# Records one admin request may write, and the error of one that would write more: Kafka's
+# QuorumController bound (a PolicyViolationException for the whole request).
+MAX_RECORDS_PER_USER_OP = 10_000
+EXCESSIVE_BATCH_MESSAGE = "Unable to perform excessively large batch operation."
 
 # (name, value) -> problem text or None
 ConfigValidator = Callable[[str, str | None], str | None]
@@ -144,6 +156,8 @@ def create_topics(
         if config_problem:
             _fail(result, ErrorCode.invalid_config, config_problem)
             continue
+        if len(records) + 1 + _partition_count(topic, defaults) > MAX_RECORDS_PER_USER_OP:
+            return [], too_large([t.name for t in topics])
         assignment = _assignment(topic, defaults, live_brokers, placement_start, result)
         if assignment is None:
             continue
@@ -169,6 +183,21 @@ def create_topics(
                 )
             )
     return records, results
+
+
+def _partition_count(topic: NewTopic, defaults: TopicDefaults) -> int:
+    if topic.assignments:
+        return len(topic.assignments)
+    return defaults.num_partitions if topic.num_partitions == -1 else topic.num_partitions
+
+
+def too_large(names: Sequence[str]) -> list[RuleResult]:
+    """The results of a request over MAX_RECORDS_PER_USER_OP, one per topic it names:
+    all POLICY_VIOLATION, as nothing of it is written."""
+    failed = [RuleResult(name) for name in names]
+    for result in failed:
+        _fail(result, ErrorCode.policy_violation, EXCESSIVE_BATCH_MESSAGE)
+    return failed
 
 
 def _fail(result: RuleResult, code: ErrorCode, message: str) -> None:
@@ -315,6 +344,9 @@ def create_partitions(
         return [], result
     factor = len(topic.partitions[0].replicas)
     added = count - current
+    if added > MAX_RECORDS_PER_USER_OP:
+        _fail(result, ErrorCode.policy_violation, EXCESSIVE_BATCH_MESSAGE)
+        return [], result
     if assignments is not None:
         if len(assignments) != added:
             _fail(
