@@ -157,6 +157,13 @@ async def handle_allocate_producer_ids(
     )
 
 
+def _new_isr(item: Any, version: int) -> tuple[int, ...]:
+    """The proposed ISR: broker ids in v2, (id, broker epoch) entries from v3 (KIP-903)."""
+    if version >= 3:
+        return tuple(int(b.broker_id) for b in item.new_isr_with_epochs)
+    return tuple(int(b) for b in item.new_isr)
+
+
 async def handle_alter_partition(
     broker: Broker, connection: Connection, request: DecodedRequest
 ) -> Any:
@@ -180,7 +187,7 @@ async def handle_alter_partition(
                 int(item.partition_index),
                 int(item.leader_epoch),
                 int(item.partition_epoch),
-                tuple(int(b.broker_id) for b in item.new_isr_with_epochs),
+                _new_isr(item, request.api_version),
             )
             partitions.append(
                 make(
