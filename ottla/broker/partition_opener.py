@@ -21,9 +21,9 @@ creates a log.
 
 A partition whose log cannot be opened (a full disk, an I/O error: the OSError of
 `open_partition_log`, here or in place on the loop) is not dropped: it waits in
-`failed` and is wanted again every RETRY_S, so it comes up once the disk has room,
-and until then produce and fetch answer KAFKA_STORAGE_ERROR for it, as Kafka does
-for a partition in an offline log directory. `on_failed` tells the broker first,
+`failed` and is wanted again every RETRY_S, so it comes up once the disk has room;
+until then produce, fetch and ListOffsets answer KAFKA_STORAGE_ERROR for it, as Kafka
+does for a partition in an offline log directory. `on_failed` tells the broker first,
 which stops the node when that lets another in-sync replica lead
 (`Broker.partition_open_failed`). One failed open no longer keeps the image's other
 partitions from opening.

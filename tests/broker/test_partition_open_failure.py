@@ -10,8 +10,8 @@ topic created on a momentarily full disk stayed unwritable until a restart.
 
 Checked here:
 - in place: the failed partition's neighbours in the same change are hosted and
-  writable; a write to the failed one is answered KAFKA_STORAGE_ERROR; once the disk
-  has room it is opened again and takes writes;
+  writable; a write to the failed one, and ListOffsets for it, are answered
+  KAFKA_STORAGE_ERROR; once the disk has room it is opened again and takes writes;
 - in the worker thread (a topic of more than IN_PLACE_MAX partitions): the same;
 - on three nodes: a node that cannot open a partition the image has it lead, with
   other replicas in the ISR, stops (`Broker.failed`) so that they lead, as for a
@@ -33,10 +33,12 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from ottla.broker import Broker, partition_opener, partitions
 from tests.broker.inprocess import running_broker, running_cluster, until
+from tests.integration.wire import Wire, kio_module
 
 BOUND_S = 60
 RETRY_S = 0.2
 LARGE = partition_opener.IN_PLACE_MAX + 8
+KAFKA_STORAGE_ERROR = 56
 
 
 class FullDisk:
@@ -101,6 +103,30 @@ async def _produce(bootstrap: str, topic: str, index: int) -> KafkaError | None:
     return await asyncio.to_thread(produce)
 
 
+async def _list_offsets_error(bootstrap: str, topic: str, index: int) -> int:
+    module = kio_module(2, 7)
+    body = module.ListOffsetsRequest(
+        replica_id=-1,
+        isolation_level=0,
+        topics=(
+            module.ListOffsetsTopic(
+                name=topic,
+                partitions=(
+                    module.ListOffsetsPartition(
+                        partition_index=index, current_leader_epoch=-1, timestamp=-1
+                    ),
+                ),
+            ),
+        ),
+    )
+
+    def ask() -> int:
+        with Wire(bootstrap) as wire:
+            return int(wire.request(2, 7, body).topics[0].partitions[0].error_code)
+
+    return await asyncio.to_thread(ask)
+
+
 async def test_a_partition_that_fails_in_place_fails_alone_and_opens_once_there_is_room(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,6 +141,8 @@ async def test_a_partition_that_fails_in_place_fails_alone_and_opens_once_there_
 
     refused = await _produce(_bootstrap(broker), "mixed", 0)
     assert refused is not None and refused.code() == KafkaError.KAFKA_STORAGE_ERROR
+    assert await _list_offsets_error(_bootstrap(broker), "mixed", 0) == KAFKA_STORAGE_ERROR
+    assert await _list_offsets_error(_bootstrap(broker), "mixed", 1) == 0
     assert not broker.failed.is_set()  # alone with its data: it keeps serving
 
     fault.full = False

@@ -48,9 +48,8 @@ def _lookup(broker: Broker, topic: str, index: int) -> tuple[Partition | None, E
     if partition is not None:
         return partition, ErrorCode.none
     image = broker.image.topic(topic)
-    if image is not None and index in image.partitions:
-        return None, ErrorCode.not_leader_or_follower
-    return None, ErrorCode.unknown_topic_or_partition
+    in_image = image is not None and index in image.partitions
+    return None, broker.unhosted_error(topic, index, in_image)
 
 
 def _epoch_error(partition: Partition, current_leader_epoch: int) -> ErrorCode:
