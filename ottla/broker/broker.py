@@ -652,11 +652,12 @@ class Broker:
         )
         self.failed.set()
 
-    def unhosted_error(self, topic: str, index: int, in_image: bool) -> ErrorCode:
-        """The error for a partition this node does not host: unknown when the image has
+    def unhosted_error(self, topic: str, index: int) -> ErrorCode:
+        """The error for a partition this node does not serve: unknown when the image has
         no such partition, KAFKA_STORAGE_ERROR while its log cannot be opened here,
         else NOT_LEADER_OR_FOLLOWER (led elsewhere, or still opening)."""
-        if not in_image:
+        image = self.image.topic(topic)
+        if image is None or index not in image.partitions:
             return ErrorCode.unknown_topic_or_partition
         if (topic, index) in self.opener.failed:
             return ErrorCode.kafka_storage_error

@@ -35,7 +35,7 @@ from ottla.cluster.controller.rules import (
     create_partitions,
     create_topics,
     delete_topics,
-    too_large,
+    grow_topics,
     validate_topic_name,
 )
 from ottla.cluster.metadata.image import BrokerImage, MetadataImage, PartitionImage, TopicImage
@@ -123,11 +123,11 @@ __all__ = [
     "encode_payloads",
     "error_response",
     "fence",
+    "grow_topics",
     "list_reassignments",
     "preferred_imbalance",
     "register",
     "request_source",
-    "too_large",
     "unfence",
     "validate_topic_name",
 ]

@@ -27,6 +27,7 @@ from ottla.cluster import (
     create_partitions,
     create_topics,
     delete_topics,
+    grow_topics,
     validate_topic_name,
 )
 from ottla.cluster.metadata.records import (
@@ -141,6 +142,10 @@ def test_requests_over_the_record_bound_fail_whole() -> None:
 
     records, result = create_partitions(image, "a", 2**31 - 1, None, [1])
     assert records == [] and result.error_code is ErrorCode.policy_violation
+    image, _, _ = _create(image, NewTopic("b", num_partitions=1))
+    records, results = grow_topics(image, [("a", half * 2, None), ("b", half + 2, None)], [1])
+    assert records == []
+    assert [r.error_code for r in results] == [ErrorCode.policy_violation] * 2
 
 
 def test_placement_spreads_leaders_and_replicas() -> None:

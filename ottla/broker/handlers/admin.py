@@ -31,7 +31,6 @@ import structlog
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
 from ottla.cluster import (
     BROKER_RESOURCE,
-    MAX_RECORDS_PER_USER_OP,
     TOPIC_RESOURCE,
     ConfigRecord,
     MetadataImage,
@@ -39,10 +38,9 @@ from ottla.cluster import (
     NewTopic,
     RuleResult,
     TopicDefaults,
-    create_partitions,
     create_topics,
     delete_topics,
-    too_large,
+    grow_topics,
 )
 from ottla.config import BROKER_CONFIGS, TOPIC_CONFIGS
 from ottla.protocol import SUPPORTED_APIS, DecodedRequest, ErrorCode
@@ -230,17 +228,7 @@ async def handle_create_partitions(
     ]
 
     def decide(image: MetadataImage) -> tuple[list[MetadataRecord], list[RuleResult]]:
-        all_records: list[MetadataRecord] = []
-        outcomes = []
-        for name, count, assignments in requested:
-            records, result = create_partitions(
-                image, name, count, assignments, image.live_broker_ids()
-            )
-            all_records.extend(records)
-            outcomes.append(result)
-            if len(all_records) > MAX_RECORDS_PER_USER_OP:  # the request fails whole
-                return [], too_large([name for name, _, _ in requested])
-        return all_records, outcomes
+        return grow_topics(image, requested, image.live_broker_ids())
 
     if body.validate_only:
         _, outcomes = decide(broker.image)

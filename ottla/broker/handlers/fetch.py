@@ -352,9 +352,7 @@ def _read_all(
     for (topic, index), state in fetch_set.items():
         partition = broker.partition(topic, index)
         if partition is None:
-            image = broker.image.topic(topic)
-            in_image = image is not None and index in image.partitions
-            read_of(topic, index, broker.unhosted_error(topic, index, in_image))
+            read_of(topic, index, broker.unhosted_error(topic, index))
             continue
         high_watermark = partition.high_watermark
         log_start = partition.log_start_offset

@@ -47,9 +47,7 @@ def _lookup(broker: Broker, topic: str, index: int) -> tuple[Partition | None, E
     partition = broker.partition(topic, index)
     if partition is not None:
         return partition, ErrorCode.none
-    image = broker.image.topic(topic)
-    in_image = image is not None and index in image.partitions
-    return None, broker.unhosted_error(topic, index, in_image)
+    return None, broker.unhosted_error(topic, index)
 
 
 def _epoch_error(partition: Partition, current_leader_epoch: int) -> ErrorCode:

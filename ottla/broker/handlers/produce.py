@@ -117,7 +117,7 @@ def handle_produce(
             else:
                 partition = broker.partition(topic.name, index)
                 if partition is None:
-                    code = broker.unhosted_error(topic.name, index, index in topic.partitions)
+                    code = broker.unhosted_error(topic.name, index)
                     outcome = AppendOutcome(
                         code,
                         "This server cannot open this topic-partition's log."

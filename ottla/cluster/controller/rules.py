@@ -45,7 +45,7 @@ __all__ = [
     "create_partitions",
     "create_topics",
     "delete_topics",
-    "too_large",
+    "grow_topics",
     "validate_topic_name",
 ]
 
@@ -157,7 +157,7 @@ def create_topics(
             _fail(result, ErrorCode.invalid_config, config_problem)
             continue
         if len(records) + 1 + _partition_count(topic, defaults) > MAX_RECORDS_PER_USER_OP:
-            return [], too_large([t.name for t in topics])
+            return [], _too_large([t.name for t in topics])
         assignment = _assignment(topic, defaults, live_brokers, placement_start, result)
         if assignment is None:
             continue
@@ -191,7 +191,7 @@ def _partition_count(topic: NewTopic, defaults: TopicDefaults) -> int:
     return defaults.num_partitions if topic.num_partitions == -1 else topic.num_partitions
 
 
-def too_large(names: Sequence[str]) -> list[RuleResult]:
+def _too_large(names: Sequence[str]) -> list[RuleResult]:
     """The results of a request over MAX_RECORDS_PER_USER_OP, one per topic it names:
     all POLICY_VIOLATION, as nothing of it is written."""
     failed = [RuleResult(name) for name in names]
@@ -314,6 +314,24 @@ def delete_topics(
         if topic.topic_id not in removed:
             removed.add(topic.topic_id)
             records.append(RemoveTopicRecord(topic_id=topic.topic_id))
+    return records, results
+
+
+def grow_topics(
+    image: MetadataImage,
+    requested: Sequence[tuple[str, int, Sequence[Sequence[int]] | None]],
+    live_brokers: Sequence[int],
+) -> tuple[list[MetadataRecord], list[RuleResult]]:
+    """CreatePartitions: `create_partitions` for each (name, count, assignments), one
+    result each; a request over MAX_RECORDS_PER_USER_OP records fails whole."""
+    records: list[MetadataRecord] = []
+    results: list[RuleResult] = []
+    for name, count, assignments in requested:
+        grown, result = create_partitions(image, name, count, assignments, live_brokers)
+        records.extend(grown)
+        results.append(result)
+        if len(records) > MAX_RECORDS_PER_USER_OP:
+            return [], _too_large([name for name, _, _ in requested])
     return records, results
 
 
