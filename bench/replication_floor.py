@@ -87,8 +87,7 @@ class _Floor:
         self.ports = ports
         self.links: list[_Link] = []
         self.pending: dict[int, list[Any]] = {}  # token -> [deferred, body, echoes left]
-        self.sequence = 0
-        self.held = 0
+        self.sequence = 0  # responses held so far; each one's token is its number
         self.echoed = 0
         self.connecting = False
 
@@ -105,7 +104,6 @@ class _Floor:
     def hold(self, deferred: Any, body: Any) -> None:
         """Answer `body` through `deferred` once both echoes came back."""
         self.sequence += 1
-        self.held += 1
         self.pending[self.sequence] = [deferred, body, len(self.ports)]
         if self.links:
             self.send(self.sequence)
@@ -170,7 +168,7 @@ def run_leader(ports: list[int], serve_argv: list[str]) -> int:
         return deferred
 
     dispatch.HANDLERS[0] = handle
-    atexit.register(lambda: print(f"{ECHOED_LINE} {floor.echoed} {floor.held}", flush=True))
+    atexit.register(lambda: print(f"{ECHOED_LINE} {floor.echoed} {floor.sequence}", flush=True))
     return ottla_main(serve_argv)
 
 
