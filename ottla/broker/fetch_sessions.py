@@ -127,15 +127,20 @@ class FetchSession:
     def partition_idle(self, key: Key) -> None:
         self.active.pop(key, None)
 
-    def partition_changed(self, key: Key, wake: bool = True) -> None:
+    def partition_changed(self, key: Key, wake: bool = True) -> Callable[[], None] | None:
         """An idle partition changed: read it again, and now if a fetch is parked and
-        `wake`."""
+        `wake`. Without `wake` (a high-watermark, ISR or log-start move: nothing a
+        parked follower fetch is answered for), the parked fetch's wake-up is returned
+        for the partition to call at its next append: the fetch did not park on a
+        partition that was idle, and would otherwise wait out its max_wait."""
         if self.closed or key not in self.partitions:
-            return
+            return None
         self.active[key] = None
         waker = self.waker
-        if wake and waker is not None:
+        if waker is not None and wake:
             waker()
+            return None
+        return waker
 
 
 class FetchSessionCache:

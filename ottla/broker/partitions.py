@@ -576,7 +576,7 @@ class Partition:
         """Anything a follower's fetch would report changed: idle sessions read it
         again, at once (`wake`: records to send, a leadership change) or at their next
         fetch (a high-watermark, ISR or log-start move: a parked follower fetch is not
-        answered for those, as before the sessions kept idle partitions)."""
+        answered for those; it is woken at this partition's next append instead)."""
         if not self._idle_in:
             return
         idle, self._idle_in = self._idle_in, {}
@@ -585,7 +585,13 @@ class Partition:
         for session, replica_id in idle.items():
             if state is not None:
                 state.follower_active(replica_id)
-            _call(session.partition_changed, key, wake)
+            try:
+                waker = session.partition_changed(key, wake)
+            except Exception as error:
+                log.error("partition_waiter_failed", error=repr(error), exc_info=error)
+                continue
+            if waker is not None and waker not in self._replica_waiters:
+                self._replica_waiters.append(waker)
 
     def _wake(self, replicas: bool) -> None:
         """Call (and forget) the followers' or the consumers' waiters."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -39,7 +39,7 @@ from ottla.protocol import (
     encode_response,
 )
 
-__all__ = ["AfterSend", "Connection", "ConnectionLimits", "Deferred", "RequestHandler"]
+__all__ = ["AfterSend", "Connection", "ConnectionLimits", "Deferred", "Lane", "RequestHandler"]
 
 log = structlog.get_logger("ottla.server")
 
@@ -131,6 +131,17 @@ class Deferred:
                 log.error("deferred_cancel_hook_failed", error=repr(error), exc_info=error)
 
 
+class Lane(Protocol):
+    """A fast path a handler may set on a connection (`Connection.lane`): it is offered
+    each frame first while no earlier response is pending, serves it itself (True) or
+    leaves it to decoding and the handlers (False, nothing changed). The Fetch lane of
+    a follower's session (handlers/fetch_lane.py) is the one there is."""
+
+    def offer(self, frame: bytes | bytearray) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class ConnectionLimits:
     """The named limits of one connection."""
 
@@ -181,6 +192,7 @@ class Connection(asyncio.BufferedProtocol):
         self.client_id: str | None = None
         # Per-connection state handlers may keep (client software name, fetch session).
         self.state: dict[str, Any] = {}
+        self.lane: Lane | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -192,6 +204,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self.lane is not None:
+            self.lane.close()
         for task in list(self._tasks):
             task.cancel()
         for deferred in list(self._deferred):
@@ -212,7 +226,7 @@ class Connection(asyncio.BufferedProtocol):
         try:
             self._decoder.buffer_updated(nbytes)
         except ProtocolError as error:
-            self._abort("bad_frame", error)
+            self.abort("bad_frame", error)
             return
         self._drain_frames()
 
@@ -241,6 +255,9 @@ class Connection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def _dispatch(self, frame: bytes | bytearray) -> None:
+        lane = self.lane
+        if lane is not None and not self._slots and lane.offer(frame):
+            return
         try:
             request = decode_request(frame)
         except UnsupportedRequest as unsupported:
@@ -253,17 +270,17 @@ class Connection(asyncio.BufferedProtocol):
             )
             chunks = self._handle_unsupported(unsupported)
             if chunks is None:
-                self._abort("unsupported_request", unsupported)
+                self.abort("unsupported_request", unsupported)
                 return
-            slot = self._new_slot(len(frame), unsupported.header.api_key)
-            self._complete(slot, chunks)
+            slot = self.new_slot(len(frame), unsupported.header.api_key)
+            self.complete(slot, chunks)
             return
         except ProtocolError as error:
-            self._abort("malformed_request", error)
+            self.abort("malformed_request", error)
             return
         if request.header.client_id is not None:
             self.client_id = request.header.client_id
-        slot = self._new_slot(len(frame), request.header.api_key)
+        slot = self.new_slot(len(frame), request.header.api_key)
         try:
             result = self._handle(self, request)
         except Exception as error:
@@ -283,7 +300,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._respond(slot, request, result)
 
-    def _new_slot(self, size: int, api_key: int) -> _Slot:
+    def new_slot(self, size: int, api_key: int) -> _Slot:
         slot = _Slot(size, api_key)
         self._slots.append(slot)
         self._slot_bytes += size
@@ -296,7 +313,7 @@ class Connection(asyncio.BufferedProtocol):
         if future.cancelled():
             # Cancelled from outside (a coordinator shutting down): this request can
             # never be answered, and later responses must not overtake it.
-            self._abort("request_cancelled", RuntimeError(f"{request.spec.name} was cancelled"))
+            self.abort("request_cancelled", RuntimeError(f"{request.spec.name} was cancelled"))
             return
         error = future.exception()
         if error is not None:
@@ -325,14 +342,14 @@ class Connection(asyncio.BufferedProtocol):
             slot.after_send = body.callback
             body = body.body
         if body is None:  # no response (acks=0)
-            self._complete(slot, [])
+            self.complete(slot, [])
             return
         try:
             chunks = encode_response(request.header, body)
         except Exception as error:
             self._handler_failed(request, error)
             return
-        self._complete(slot, chunks)
+        self.complete(slot, chunks)
 
     def _handler_failed(self, request: DecodedRequest, error: BaseException) -> None:
         # A handler bug must not take the broker down: log it and drop this
@@ -345,9 +362,9 @@ class Connection(asyncio.BufferedProtocol):
             error=repr(error),
             exc_info=error,
         )
-        self._abort("handler_failed", error)
+        self.abort("handler_failed", error)
 
-    def _complete(self, slot: _Slot, chunks: Chunks) -> None:
+    def complete(self, slot: _Slot, chunks: Chunks) -> None:
         slot.chunks = chunks
         slot.done = True
         transport = self._transport
@@ -377,7 +394,7 @@ class Connection(asyncio.BufferedProtocol):
             self._reading_paused = False
             transport.resume_reading()
 
-    def _abort(self, event: str, error: BaseException) -> None:
+    def abort(self, event: str, error: BaseException) -> None:
         code = error.error_code.name if isinstance(error, ProtocolError) else None
         log.warning(event, peer=self.peer, error=str(error), error_code=code)
         self._closing = True
@@ -388,6 +405,11 @@ class Connection(asyncio.BufferedProtocol):
         """Close after pending responses are written (graceful shutdown)."""
         if self._transport is not None:
             self._transport.close()
+
+    @property
+    def pending_responses(self) -> int:
+        """Requests read whose response has not been written yet."""
+        return len(self._slots)
 
     @property
     def idle(self) -> bool:

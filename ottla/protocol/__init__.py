@@ -21,12 +21,14 @@ from ottla.protocol.codec import (
     decode_response,
     encode_request,
     encode_response,
+    frame_encoded,
     kio_body,
 )
 from ottla.protocol.entities import has_field, make
 from ottla.protocol.errors import ErrorCode, ProtocolError
 from ottla.protocol.fetch_wire import (
     FETCH_FLEXIBLE_MIN,
+    EncodedBody,
     FetchPartitionRequest,
     FetchRequestBody,
     FetchTopic,
@@ -79,6 +81,7 @@ __all__ = [
     "Compression",
     "ControlRecordType",
     "DecodedRequest",
+    "EncodedBody",
     "ErrorCode",
     "FetchPartitionRequest",
     "FetchRequestBody",
@@ -105,6 +108,7 @@ __all__ = [
     "encode_request_header",
     "encode_response",
     "encode_response_header",
+    "frame_encoded",
     "frame_size_prefix",
     "has_field",
     "iter_batches",

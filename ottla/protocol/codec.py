@@ -207,11 +207,17 @@ def encode_response(header: RequestHeader, body: Any) -> list[bytes | bytearray 
 def _framed_encoded(
     header: RequestHeader, body: EncodedBody
 ) -> list[bytes | bytearray | memoryview]:
-    """Size, header and a body already in bytes (fetch_wire.py)."""
-    buf = bytearray(4)
-    buf += encode_response_header(
-        header.correlation_id, response_header_version(header.api_key, body.flexible)
+    return frame_encoded(
+        header.correlation_id, response_header_version(header.api_key, body.flexible), body
     )
+
+
+def frame_encoded(
+    correlation_id: int, header_version: int, body: EncodedBody
+) -> list[bytes | bytearray | memoryview]:
+    """Size, response header and a body already in bytes (fetch_wire.py), as chunks."""
+    buf = bytearray(4)
+    buf += encode_response_header(correlation_id, header_version)
     start = len(buf)
     buf += body.buf
     refs: Refs = [(position + start, value) for position, value in body.refs]

@@ -5,8 +5,8 @@ follower holds its whole log leaves the session's fetch set (`visit`) once marke
 and the follower stays caught up on it through the session's fetch clock alone, past
 `replica.lag.time.max.ms`; a lagging or out-of-sync follower may not set it aside; an
 append puts it back and wakes the session's parked fetch; a high-watermark or ISR move
-puts it back without waking; the follower listing it again folds the clock in; a closed
-session is never woken; a partition the session forgets stops counting its fetches.
+puts it back without waking, and its next append then wakes the parked fetch, once;
+the follower listing it again folds the clock in; a closed session is never woken; a partition the session forgets stops counting its fetches.
 """
 
 from __future__ import annotations
@@ -92,6 +92,12 @@ async def test_watermark_and_isr_moves_bring_it_back_without_a_wake(tmp_path: Pa
     assert partition.mark_idle(session, 2)
     partition.update_leader_isr((1, 2, 3), (1, 2), 1, now_ms=12)
     assert KEY in session.visit() and wakes == []
+    # The session's parked fetch had not parked on the partition (it was idle): the
+    # partition's next append wakes it all the same, once.
+    partition.append_records(_batch(), now_ms=13)
+    assert wakes == [1]
+    partition.append_records(_batch(), now_ms=14)
+    assert wakes == [1]
 
 
 async def test_listing_it_again_folds_the_clock_and_a_closed_session_is_not_woken(

@@ -17,38 +17,42 @@ the transactions issue (no aborted transactions exist yet).
 
 v12+ requests arrive read by fetch_wire.py (plain objects with kio's field names)
 and are answered with bytes written there, not with kio entities: this handler runs
-for every replicated record, twice (see fetch_wire.py for what that saved).
-
-Reads are zero-copy: each partition's records are a memoryview of its segment,
-held under a read lease released once the response is handed to the transport.
-Following Kafka (KIP-74): each partition reads up to min(its partition_max_bytes, what
-is left of the request's max_bytes); the first partition with data returns at least
-one whole batch even if that exceeds both limits.
+for every replicated record, twice (see fetch_wire.py for what that saved). A
+follower's session, once opened here, is served by its connection's lane
+(fetch_lane.py) for the incremental fetches of the usual shape; the partitions are
+read and the v12+ answer written by fetch_reads.py for both.
 
 Long poll: when fewer than min_bytes are ready, the request waits on the
 partitions' "data arrived" callbacks or max_wait, whichever first, then reads again;
 a waiting fetch is answered as soon as data arrives (no polling, no task: see
-`_DelayedFetch`). At most
-`DELAYED_FETCHES_MAX` fetches wait at once; beyond that they are answered at once.
+`_DelayedFetch`). As in Kafka, a fetch is answered without waiting when it has
+nothing to wait on (no partition) or a partition's read is an error or a diverging
+epoch. At most `DELAYED_FETCHES_MAX` fetches wait at once; beyond that they are
+answered at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ottla.broker.fetch_sessions import FetchSession, SessionPartition, next_epoch
 from ottla.broker.handlers.build import NO_THROTTLE, make, response_module, response_type
+from ottla.broker.handlers.fetch_lane import FetchLane
+from ottla.broker.handlers.fetch_reads import (
+    Read,
+    answer_now,
+    encode_flexible,
+    read_all,
+    release_reads,
+    reported,
+)
 from ottla.broker.server import AfterSend, Deferred
 from ottla.protocol import (
     FETCH_FLEXIBLE_MIN,
     DecodedRequest,
     ErrorCode,
     FetchRequestBody,
-    write_fetch_response,
 )
 
 if TYPE_CHECKING:
@@ -59,22 +63,6 @@ __all__ = ["handle_fetch"]
 
 DELAYED_FETCHES_MAX = 10_000
 _delayed = 0
-_ZERO_UUID = uuid.UUID(int=0)
-_UNKNOWN_EPOCH = (-1, -1)
-
-
-@dataclass
-class _Read:
-    topic: str
-    topic_id: uuid.UUID
-    index: int
-    error_code: ErrorCode
-    high_watermark: int = -1
-    log_start_offset: int = -1
-    records: Any = None
-    lease: Any = None
-    size: int = 0
-    diverging: tuple[int, int] | None = None
 
 
 def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest) -> Any:
@@ -135,6 +123,12 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
         session = broker.fetch_sessions.new_session(connection)
         if session is not None:
             session.set_partitions(fetch_set)
+            if replica_id >= 0 and request.api_version >= FETCH_FLEXIBLE_MIN:
+                # The session's next fetches take the lane (fetch_lane.py). A lane
+                # it replaces answers a fetch it may still have parked, then is gone.
+                connection.lane = FetchLane(
+                    broker, connection, session, replica_id, request.api_version
+                )
     max_wait_ms = max(0, _max_wait_ms(body))
     min_bytes = int(body.min_bytes)
     max_bytes = int(getattr(body, "max_bytes", 2**31 - 1))
@@ -144,12 +138,21 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
         # (fetch_sessions.py); this fetch counts as a fetch of each of them.
         session.clock.last_fetch_ms = broker.monotonic_clock()
         fetch_set = session.visit()
-    reads = _read_all(broker, fetch_set, max_bytes, incremental, replica, session=session)
+    reads = read_all(broker, fetch_set, max_bytes, incremental, replica, session=session)
     ready = sum(r.size for r in reads)
-    has_error = any(r.error_code is not ErrorCode.none for r in reads) or bool(unknown)
-    if ready >= min_bytes or max_wait_ms == 0 or has_error or _delayed >= DELAYED_FETCHES_MAX:
+    # Nothing to wait on (no partition left in the fetch, e.g. all forgotten): answer
+    # now, as Kafka does for an empty fetch.
+    empty = not (session.partitions if session is not None else fetch_set)
+    if (
+        ready >= min_bytes
+        or max_wait_ms == 0
+        or empty
+        or unknown
+        or answer_now(reads)
+        or _delayed >= DELAYED_FETCHES_MAX
+    ):
         return _respond(request, session, reads, unknown, incremental)
-    _release(reads)
+    release_reads(reads)
     return _DelayedFetch(
         broker, request, session, fetch_set, unknown, incremental, max_bytes, min_bytes, replica
     ).wait(max_wait_ms)
@@ -273,7 +276,7 @@ class _DelayedFetch:
         session = self.session
         if self.replica is not None and session is not None:
             self.fetch_set = session.visit()  # idle partitions that changed are back
-        reads = _read_all(
+        reads = read_all(
             broker,
             self.fetch_set,
             self.max_bytes,
@@ -282,15 +285,20 @@ class _DelayedFetch:
             again=True,
             session=session,
         )
-        if sum(r.size for r in reads) < self.min_bytes and not self.expired and not broker.stopping:
-            _release(reads)
+        if (
+            sum(r.size for r in reads) < self.min_bytes
+            and not self.expired
+            and not broker.stopping
+            and not answer_now(reads)
+        ):
+            release_reads(reads)
             self._park()
             return
         self._stop_waiting()
         try:
             body = _respond(self.request, self.session, reads, self.unknown, self.incremental)
         except Exception:
-            _release(reads)
+            release_reads(reads)
             raise
         self.deferred.complete(body)
 
@@ -317,180 +325,24 @@ def _topic_name(broker: Broker, topic: Any, by_id: bool) -> str | None:
     return str(topic.topic)
 
 
-def _read_all(
-    broker: Broker,
-    fetch_set: dict[tuple[str, int], SessionPartition],
-    max_bytes: int,
-    incremental: bool,
-    replica: int | None = None,
-    again: bool = False,
-    session: FetchSession | None = None,
-) -> list[_Read]:
-    """Read every partition of the fetch. In an incremental session a partition with
-    nothing new (no records, no error, the high watermark and log start the session
-    last sent) is left out here already: a follower's session holds every partition
-    it follows from this leader, and this runs for each of its fetches.
-
-    A follower's fetch offset is its log end offset: it is recorded (and may move the
-    high watermark or the ISR) when the request arrives, not `again` when a parked
-    fetch reads once more (Kafka's DelayedFetch does not either)."""
-    reads = []
-    budget = max_bytes
-    first = True
-    now_ms = broker.monotonic_clock() if replica is not None and not again else 0
-    topic_ids: dict[str, uuid.UUID] = {}
-
-    def read_of(topic: str, index: int, code: ErrorCode, high: int = -1, start: int = -1) -> _Read:
-        topic_id = topic_ids.get(topic)
-        if topic_id is None:
-            image = broker.image.topic(topic)
-            topic_id = topic_ids[topic] = image.topic_id if image else _ZERO_UUID
-        read = _Read(topic, topic_id, index, code, high, start)
-        reads.append(read)
-        return read
-
-    for (topic, index), state in fetch_set.items():
-        partition = broker.partition(topic, index)
-        if partition is None:
-            read_of(topic, index, broker.unhosted_error(topic, index))
-            continue
-        high_watermark = partition.high_watermark
-        log_start = partition.log_start_offset
-        leader_epoch = state.current_leader_epoch
-        if leader_epoch >= 0 and leader_epoch != partition.leader_epoch:
-            code = (
-                ErrorCode.fenced_leader_epoch
-                if leader_epoch < partition.leader_epoch
-                else ErrorCode.unknown_leader_epoch
-            )
-            read_of(topic, index, code, high_watermark, log_start)
-            continue
-        offset = state.fetch_offset
-        end = high_watermark
-        if replica is not None:
-            diverging = _diverging(partition, offset, state.last_fetched_epoch)
-            if diverging == _UNKNOWN_EPOCH:
-                # This log has no epoch to compare with (an empty leader-epoch cache):
-                # Kafka answers OFFSET_OUT_OF_RANGE, and the follower resets its log
-                # against this leader's offsets (ReplicaFetchers._out_of_range).
-                read_of(topic, index, ErrorCode.offset_out_of_range, high_watermark, log_start)
-                continue
-            if diverging is not None:
-                read_of(
-                    topic, index, ErrorCode.none, high_watermark, log_start
-                ).diverging = diverging
-                continue
-            log_end = partition.log_end_offset
-            if not again and log_start <= offset <= log_end:
-                partition.follower_fetched(replica, offset, now_ms)
-                broker.isr.maybe_expand(partition, replica)
-                high_watermark = partition.high_watermark
-            end = log_end
-        if offset < log_start or offset > partition.log_end_offset:
-            read_of(topic, index, ErrorCode.offset_out_of_range, high_watermark, log_start)
-            continue
-        if offset >= end or (budget <= 0 and not first):
-            if (
-                incremental
-                and state.high_watermark == high_watermark
-                and state.log_start_offset == log_start
-            ):
-                if replica is not None and session is not None and offset >= end:
-                    partition.mark_idle(session, replica)
-                continue  # nothing new: not in this incremental response
-            read_of(topic, index, ErrorCode.none, high_watermark, log_start)
-            continue
-        read = read_of(topic, index, ErrorCode.none, high_watermark, log_start)
-        # Every partition, the first too, reads up to what is left of max_bytes; only
-        # a first batch larger than that comes whole (min_one_batch, KIP-74).
-        limit = min(state.max_bytes, budget)
-        lease = partition.read(
-            offset, max(limit, 0), min_one_batch=first, max_offset=None if replica is None else end
-        )
-        if lease is not None:
-            read.lease = lease
-            read.records = lease.records
-            read.size = lease.records.nbytes
-            budget -= read.size
-            first = False
-    return reads
-
-
-def _diverging(
-    partition: Any, fetch_offset: int, last_fetched_epoch: int
-) -> tuple[int, int] | None:
-    """(epoch, end offset) when a follower's log diverges from this leader's (KIP-320);
-    `_UNKNOWN_EPOCH` when this log cannot tell (no leader epoch at all)."""
-    if last_fetched_epoch < 0:
-        return None
-    epoch, end_offset = partition.log.epoch_cache.end_offset_for(
-        last_fetched_epoch, partition.log_end_offset
-    )
-    if epoch < 0 or end_offset < 0:
-        return _UNKNOWN_EPOCH
-    if epoch < last_fetched_epoch or end_offset < fetch_offset:
-        return int(epoch), int(end_offset)
-    return None
-
-
-def _release(reads: list[_Read]) -> None:
-    for read in reads:
-        if read.lease is not None:
-            read.records = None
-            with contextlib.suppress(Exception):
-                read.lease.release()
-            read.lease = None
-
-
 def _respond(
     request: DecodedRequest,
     session: FetchSession | None,
-    reads: list[_Read],
+    reads: list[Read],
     unknown: list[tuple[Any, int, ErrorCode]],
     incremental: bool,
 ) -> Any:
     version = request.api_version
+    if version >= FETCH_FLEXIBLE_MIN:
+        body: Any = encode_flexible(version, session, reads, unknown, incremental)
+        if any(r.lease is not None for r in reads):
+            return AfterSend(body, lambda: release_reads(reads))
+        return body
     by_id = version >= 13
-    flexible = version >= FETCH_FLEXIBLE_MIN
-    module: Any = None if flexible else response_module(request)
+    module: Any = response_module(request)
     topics: dict[Any, list[Any]] = {}
-    for read in reads:
-        if incremental and session is not None:
-            state = session.partitions.get((read.topic, read.index))
-            changed = (
-                read.size > 0
-                or read.diverging is not None
-                or read.error_code is not ErrorCode.none
-                or state is None
-                or state.high_watermark != read.high_watermark
-                or state.log_start_offset != read.log_start_offset
-            )
-            if state is not None:
-                state.high_watermark = read.high_watermark
-                state.log_start_offset = read.log_start_offset
-            if not changed:
-                continue
-        elif session is not None:
-            state = session.partitions.get((read.topic, read.index))
-            if state is not None:
-                state.high_watermark = read.high_watermark
-                state.log_start_offset = read.log_start_offset
-        key = read.topic_id if by_id else read.topic
-        if flexible:
-            topics.setdefault(key, []).append(
-                (
-                    read.index,
-                    read.error_code,
-                    read.high_watermark,
-                    read.high_watermark,
-                    read.log_start_offset,
-                    None if read.error_code is ErrorCode.none else (),
-                    read.records if read.records is not None else b"",
-                    read.diverging,
-                )
-            )
-            continue
-        topics.setdefault(key, []).append(
+    for read in reported(session, reads, incremental):
+        topics.setdefault(read.topic_id if by_id else read.topic, []).append(
             make(
                 module.PartitionData,
                 partition_index=read.index,
@@ -505,9 +357,6 @@ def _respond(
             )
         )
     for topic_id, index, code in unknown:
-        if flexible:
-            topics.setdefault(topic_id, []).append((index, code, -1, -1, -1, None, b"", None))
-            continue
         topics.setdefault(topic_id, []).append(
             make(
                 module.PartitionData,
@@ -521,17 +370,6 @@ def _respond(
                 records=b"",
             )
         )
-    session_id = session.session_id if session is not None else 0
-    if flexible:
-        body: Any = write_fetch_response(
-            version,
-            ErrorCode.none,
-            session_id,
-            [(None, key, parts) if by_id else (key, None, parts) for key, parts in topics.items()],
-        )
-        if any(r.lease is not None for r in reads):
-            return AfterSend(body, lambda: _release(reads))
-        return body
     responses = tuple(
         make(
             module.FetchableTopicResponse,
@@ -545,15 +383,15 @@ def _respond(
         response_type(request),
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
-        session_id=session_id,
+        session_id=session.session_id if session is not None else 0,
         responses=responses,
     )
     if any(r.lease is not None for r in reads):
-        return AfterSend(body, lambda: _release(reads))
+        return AfterSend(body, lambda: release_reads(reads))
     return body
 
 
-def _diverging_field(module: Any, read: _Read) -> dict[str, Any]:
+def _diverging_field(module: Any, read: Read) -> dict[str, Any]:
     if read.diverging is None or not hasattr(module, "EpochEndOffset"):
         return {}
     epoch, end_offset = read.diverging
