@@ -1,21 +1,29 @@
-"""Followers copy their leaders: one fetch task per source broker (Kafka's
-ReplicaFetcherThread, as asyncio tasks).
+"""Followers copy their leaders: one fetcher per source broker (Kafka's
+ReplicaFetcherThread, as asyncio callbacks and a task).
 
 `ReplicaFetchers.update(follow)` is called whenever the metadata image changes, with
-every hosted partition this node follows and its (leader id, leader epoch). A task per
-leader fetches all of that leader's partitions in one Fetch (v15: `replica_state` with
-this node's id and broker epoch, `current_leader_epoch`, `last_fetched_epoch`,
-`fetch_offset` = this replica's log end offset), long-polling `replica.fetch.wait.max.ms`;
-the request is written and its response read by hand (protocol/fetch_wire.py).
-A task whose partition set empties ends; a new leader gets a new task. Each task has
-its own connection (not the Raft lanes: a Kafka connection answers in order, so a
-long-polling replica fetch must never sit in front of a Raft request). When a task
-gains partitions (or a new leader epoch) while its fetch is parked at the leader, that
-connection is dropped and the next fetch goes at once on a new one: otherwise a new
-topic's replication, and every acks=all write to it, would wait for the parked fetch
-(up to `replica.fetch.wait.max.ms`).
+every hosted partition this node follows and its (leader id, leader epoch). A fetcher
+per leader fetches all of that leader's partitions in one Fetch (v15: `replica_state`
+with this node's id and broker epoch, `current_leader_epoch`, `last_fetched_epoch`,
+`fetch_offset` = this replica's log end offset), long-polling
+`replica.fetch.wait.max.ms`; the request is written and its response read by hand
+(protocol/fetch_wire.py). A fetcher whose partition set empties ends; a new leader gets
+a new one. Each has its own connection (fetch_pipe.py; not the Raft lanes: a Kafka
+connection answers in order, so a long-polling replica fetch must never sit in front
+of a Raft request). When a fetcher gains partitions (or a new leader epoch) while its
+fetch is parked at the leader, that connection is dropped and the next fetch goes at
+once on a new one: otherwise a new topic's replication, and every acks=all write to
+it, would wait for the parked fetch (up to `replica.fetch.wait.max.ms`).
 
-Each task keeps an incremental fetch session with its leader (KIP-227, the client side
+The steady state runs in the connection's callback: an answer is appended and the next
+fetch written there and then (`_answered`), with no task, future or timer per fetch
+(one timer per source checks the deadline of the fetch in flight, re-armed lazily).
+The fetcher's task (`_run`) opens the connection, sends the first fetch, and takes
+over whenever the callbacks cannot go on: a back-off, nothing to fetch until one ends,
+a failed or dropped connection (then after the back-off, or at once if dropped on
+purpose), a session reset (at once).
+
+Each fetcher keeps an incremental fetch session with its leader (KIP-227, the client side
 in `fetch_sessions.FetchSessionHandler`, as Kafka's follower does): the first fetch is
 full and opens the session; later ones list only the partitions whose fetch state
 (offset, epochs, log start) changed and forget the ones no longer fetched, and the
@@ -58,14 +66,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ottla.broker.fetch_pipe import FetchPipe, open_pipe
 from ottla.broker.fetch_sessions import FetchRequestPlan, FetchSessionHandler, PartitionFetch
-from ottla.broker.rpc import NodeClient
 from ottla.protocol import (
     ErrorCode,
     FetchPartitionRequest,
     FetchRequestBody,
     FetchTopic,
-    ProtocolError,
     ReplicaStateRequest,
 )
 
@@ -104,13 +111,21 @@ class _Source:
     task: asyncio.Task[None] | None = None
     session: FetchSessionHandler = field(default_factory=FetchSessionHandler)
     # Its own connection, so a fetch parked at the leader can be dropped (see _interrupt).
-    client: NodeClient = field(default_factory=lambda: NodeClient({}))
-    in_flight: bool = False
-    interrupted: bool = False
+    pipe: FetchPipe | None = None
+    # The partitions (and epochs) wanted when the fetch in flight was sent.
+    wanted: dict[Key, int] = field(default_factory=dict)
+    # Set while the fetches run on their own: the delay (s) the task is to wait out
+    # before it takes over again (module docstring).
+    stopped: asyncio.Future[float] | None = None
+    timer: asyncio.TimerHandle | None = None
     # The fetch state of each wanted partition, kept between requests (module docstring).
     fetches: dict[Key, PartitionFetch] = field(default_factory=dict)
     stale: set[Key] = field(default_factory=set)
     refresh_due: float = 0.0
+
+
+class _Interrupted(ConnectionError):
+    """A fetch connection dropped on purpose (`_interrupt`): fetch again at once."""
 
 
 class ReplicaFetchers:
@@ -136,7 +151,7 @@ class ReplicaFetchers:
             stopped = self.sources.pop(leader_id)
             if stopped.task is not None:
                 stopped.task.cancel()
-            self._close_client(stopped.client)
+            self._close(stopped)
             log.info("replica_fetcher_stopped", leader_id=leader_id)
         for leader_id, partitions in by_leader.items():
             source = self.sources.get(leader_id)
@@ -161,16 +176,17 @@ class ReplicaFetchers:
         replica.fetch.wait.max.ms (a connection answers in order, so the next fetch would
         queue behind it): drop that connection, the leader cancels the parked fetch, and
         the next fetch, listing the new partitions, goes at once on a new one."""
-        if not source.in_flight:
-            return
-        source.interrupted = True
-        old, source.client = source.client, NodeClient({})
-        self._close_client(old)
+        pipe = source.pipe
+        if pipe is not None and pipe.in_flight:
+            pipe.close(_Interrupted("partitions changed"))
 
-    def _close_client(self, client: NodeClient) -> None:
-        task = asyncio.get_running_loop().create_task(client.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+    def _close(self, source: _Source) -> None:
+        if source.timer is not None:
+            source.timer.cancel()
+            source.timer = None
+        pipe, source.pipe = source.pipe, None
+        if pipe is not None:
+            pipe.close(ConnectionError("fetcher stopped"))
 
     async def stop(self) -> None:
         sources, self.sources = list(self.sources.values()), {}
@@ -181,67 +197,127 @@ class ReplicaFetchers:
             if source.task is not None:
                 with contextlib.suppress(BaseException):
                     await source.task
-            await source.client.close()
-        for task in list(self._closing):
-            with contextlib.suppress(BaseException):
-                await task
+            self._close(source)
 
     # -- one source broker ---------------------------------------------------------------
 
     async def _run(self, source: _Source) -> None:
+        """Open the connection, send the first fetch, and wait while the fetches run on
+        their own (`_answered` sends each next one); take over again for a back-off, an
+        idle spell, a failed connection or a dropped one."""
         loop = asyncio.get_running_loop()
         while self.sources.get(source.leader_id) is source:
-            now = loop.time()
-            wanted = source.partitions  # update() replaces it, never changes it
-            fetches = self._current_fetches(source, now)
-            if not fetches:
-                # Until the first partition's back-off ends (or a while, if none is due).
-                due = [source.delayed_until.get(key, now) for key in source.partitions]
-                wait_s = min([d - now for d in due if d > now], default=self.backoff_s)
-                await asyncio.sleep(min(wait_s, self.backoff_s))
-                continue
-            plan = source.session.build(fetches)
-            client = source.client
-            source.in_flight, source.interrupted = True, False
-            try:
+            if source.pipe is None or source.pipe.closed:
+                source.pipe = None
                 address = self._address(source.leader_id)
-                if address is None:
-                    raise ConnectionError(f"no endpoint for broker {source.leader_id}")
-                client.addresses[source.leader_id] = address
-                timeout_s = self.wait_max_ms / 1000 + 10.0
-                response = await client.send(source.leader_id, self._request(plan), timeout_s)
-            except asyncio.CancelledError:
-                source.session.handle_error()
-                raise
-            except (OSError, ConnectionError, TimeoutError, ProtocolError) as error:
-                source.session.handle_error()
-                if source.interrupted:
-                    continue  # dropped on purpose by _interrupt: fetch again now
-                log.debug("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
-                await asyncio.sleep(self.backoff_s)
-                continue
-            finally:
-                source.in_flight = False
-                if client is not source.client:
-                    # Replaced by _interrupt: close it again, in case it was still
-                    # connecting when first closed (that connection would stay open).
-                    self._close_client(client)
-            code = ErrorCode(int(response.error_code))
-            if not source.session.handle_response(code, int(response.session_id)):
-                if code not in _SESSION_ERRORS:
-                    await asyncio.sleep(self.backoff_s)
-                else:
-                    log.info(
-                        "replica_fetch_session_reset", leader_id=source.leader_id, error=code.name
+                try:
+                    if address is None:
+                        raise ConnectionError(f"no endpoint for broker {source.leader_id}")
+                    source.pipe = await open_pipe(
+                        address,
+                        lambda pipe, body: self._answered(source, pipe, body),
+                        lambda pipe, error: self._lost(source, pipe, error),
                     )
-                continue
-            try:
-                self._handle(source, wanted, response, loop.time())
-            except Exception as error:  # a task boundary: log, back off, fetch again
-                log.error(
-                    "replica_fetch_handling_failed", leader_id=source.leader_id, error=repr(error)
-                )
-                await asyncio.sleep(self.backoff_s)
+                except (OSError, ConnectionError, TimeoutError) as error:
+                    log.debug("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
+                    await asyncio.sleep(self.backoff_s)
+                    continue
+            source.stopped = loop.create_future()
+            delay = self._fetch_next(source)
+            if delay is None:
+                delay = await source.stopped
+            source.stopped = None
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def _stop(self, source: _Source, delay: float) -> None:
+        """The fetches cannot go on by themselves: the task takes over after `delay`."""
+        stopped = source.stopped
+        if stopped is not None and not stopped.done():
+            stopped.set_result(delay)
+
+    def _fetch_next(self, source: _Source) -> float | None:
+        """Send the next fetch (None), or the time to wait first: nothing to fetch until
+        a partition's back-off ends (or a while, if none is due)."""
+        pipe = source.pipe
+        if pipe is None or pipe.closed:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        wanted = source.partitions  # update() replaces it, never changes it
+        fetches = self._current_fetches(source, now)
+        if not fetches:
+            due = [source.delayed_until.get(key, now) for key in source.partitions]
+            return min(
+                min([d - now for d in due if d > now], default=self.backoff_s), self.backoff_s
+            )
+        plan = source.session.build(fetches)
+        source.wanted = wanted
+        deadline = now + self.wait_max_ms / 1000 + 10.0
+        try:
+            pipe.send(self._request(plan), deadline)
+        except ConnectionError:
+            source.session.handle_error()
+            return 0.0
+        if source.timer is None:
+            source.timer = loop.call_at(deadline, self._deadline_passed, source)
+        return None
+
+    def _deadline_passed(self, source: _Source) -> None:
+        """The source's timer: a fetch unanswered past its deadline drops its connection
+        (re-armed for a later fetch's deadline)."""
+        source.timer = None
+        pipe = source.pipe
+        if pipe is None or pipe.closed or not pipe.in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < pipe.deadline:
+            source.timer = loop.call_at(pipe.deadline, self._deadline_passed, source)
+            return
+        pipe.close(TimeoutError("fetch timed out"))
+
+    def _lost(self, source: _Source, pipe: FetchPipe, error: BaseException) -> None:
+        """The connection closed (or was dropped): the next fetch is full, on a new one;
+        at once if dropped on purpose by _interrupt, else after the back-off."""
+        if pipe is not source.pipe:
+            return
+        source.session.handle_error()
+        if isinstance(error, _Interrupted):
+            self._stop(source, 0.0)
+            return
+        log.debug("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
+        self._stop(source, self.backoff_s)
+
+    def _answered(self, source: _Source, pipe: FetchPipe, response: Any) -> None:
+        """The leader's answer to the fetch in flight: append, then send the next fetch
+        from here (module docstring)."""
+        if pipe is not source.pipe or self.sources.get(source.leader_id) is not source:
+            return
+        code = ErrorCode(int(response.error_code))
+        if not source.session.handle_response(code, int(response.session_id)):
+            if code not in _SESSION_ERRORS:
+                self._stop(source, self.backoff_s)
+            else:
+                log.info("replica_fetch_session_reset", leader_id=source.leader_id, error=code.name)
+                self._stop(source, 0.0)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            self._handle(source, source.wanted, response, loop.time())
+        except Exception as error:  # a callback boundary: log, back off, fetch again
+            log.error(
+                "replica_fetch_handling_failed", leader_id=source.leader_id, error=repr(error)
+            )
+            self._stop(source, self.backoff_s)
+            return
+        try:
+            delay = self._fetch_next(source)
+        except Exception as error:
+            log.error("replica_fetch_failed", leader_id=source.leader_id, error=repr(error))
+            source.session.handle_error()
+            delay = self.backoff_s
+        if delay is not None:
+            self._stop(source, delay)
 
     def _address(self, node_id: int) -> tuple[str, int] | None:
         registered = self.broker.image.brokers.get(node_id)

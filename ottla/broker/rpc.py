@@ -31,7 +31,7 @@ import structlog
 
 from ottla.protocol import FrameDecoder, ProtocolError, decode_response, encode_request
 
-__all__ = ["FETCH_RECEIVE_BUFFER_BYTES", "NodeClient", "parse_voters"]
+__all__ = ["FETCH_RECEIVE_BUFFER_BYTES", "FramedConnection", "NodeClient", "parse_voters"]
 
 _log = structlog.get_logger("ottla.rpc")
 
@@ -63,25 +63,17 @@ def parse_voters(text: list[str] | str) -> dict[int, tuple[str, int]]:
     return voters
 
 
-class _Connection(asyncio.BufferedProtocol):
-    """One connection: requests written in order, responses cut from the stream.
+class FramedConnection(asyncio.BufferedProtocol):
+    """A client connection whose responses are received straight into a `FrameDecoder`
+    (a large one, a replica fetch of megabytes, into its own buffer of the frame's size:
+    no `StreamReader` buffer growing, pausing the socket every 128 KiB and copying the
+    frame out) and handed to `_frame` in the transport's callback. Subclasses say what
+    a frame means (`_frame`) and how they close (`close`, called once with the reason)."""
 
-    Responses are received straight into a `FrameDecoder` (a large one, a replica
-    fetch of megabytes, into its own buffer of the frame's size: no `StreamReader`
-    buffer growing, pausing the socket every 128 KiB and copying the frame out) and
-    decoded in the transport's callback, so the caller's future is resolved without a
-    reader task in between.
-    """
-
-    def __init__(self, on_close: Callable[[], None] | None = None) -> None:
-        self._on_close = on_close
+    def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
         self._decoder = FrameDecoder(_FRAME_BYTES_MAX)
-        self._pending: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
-        self._next_correlation = 1
         self.closed = False
-
-    # -- asyncio callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -99,13 +91,36 @@ class _Connection(asyncio.BufferedProtocol):
             frame = self._decoder.next_frame()
             if frame is None:
                 return
-            self._resolve(frame)
+            self._frame(frame)
 
     def eof_received(self) -> bool:
         return False  # the transport closes; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(exc if exc is not None else ConnectionError("connection closed by peer"))
+
+    def socket(self) -> Any:
+        """The connection's socket for options (uvloop gives a socket-like object), or None."""
+        if self._transport is None:
+            return None
+        return self._transport.get_extra_info("socket")
+
+    def _frame(self, frame: bytes | bytearray) -> None:
+        raise NotImplementedError
+
+    def close(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+
+class _Connection(FramedConnection):
+    """One connection: requests written in order, responses resolved as they arrive
+    (no reader task between the response and the caller's future)."""
+
+    def __init__(self, on_close: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self._on_close = on_close
+        self._pending: dict[int, tuple[Any, asyncio.Future[Any]]] = {}
+        self._next_correlation = 1
 
     # -- requests ------------------------------------------------------------------------
 
@@ -132,7 +147,7 @@ class _Connection(asyncio.BufferedProtocol):
             future.set_exception(TimeoutError("request timed out"))
             self.close(TimeoutError("request timed out"))
 
-    def _resolve(self, frame: bytes | bytearray) -> None:
+    def _frame(self, frame: bytes | bytearray) -> None:
         if len(frame) < 4:
             self.close(ConnectionError(f"bad response frame size {len(frame)}"))
             return
@@ -149,12 +164,6 @@ class _Connection(asyncio.BufferedProtocol):
             future.set_exception(problem)
             return
         future.set_result(body)
-
-    def socket(self) -> Any:
-        """The connection's socket for options (uvloop gives a socket-like object), or None."""
-        if self._transport is None:
-            return None
-        return self._transport.get_extra_info("socket")
 
     def close(self, error: BaseException) -> None:
         if self.closed:

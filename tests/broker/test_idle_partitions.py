@@ -6,7 +6,8 @@ and the follower stays caught up on it through the session's fetch clock alone, 
 `replica.lag.time.max.ms`; a lagging or out-of-sync follower may not set it aside; an
 append puts it back and wakes the session's parked fetch; a high-watermark or ISR move
 puts it back without waking, and its next append then wakes the parked fetch, once;
-the follower listing it again folds the clock in; a closed session is never woken; a partition the session forgets stops counting its fetches.
+the follower listing it again folds the clock in; a closed session is never woken; a
+partition the session forgets stops counting its fetches.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ partition answered with an error (an unknown topic id, which a leader leaves out
 session) is listed again after its back-off, which starts at 10 ms whatever
 replica.fetch.backoff.ms says and doubles with each error in a row up to it; a
 partition gained while a fetch is parked at the leader is fetched at once, on a new
-connection, and a connection still being opened when it was dropped is closed once its
-fetch returns; a fetch builds the fetch state only of the partitions the previous answer
-touched.
+connection, and one gained while the connection is being opened is in its first fetch;
+a fetch unanswered past its deadline drops the connection; a fetch builds the fetch
+state only of the partitions the previous answer touched.
 """
 
 from __future__ import annotations
@@ -22,15 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import socket
 import struct
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from ottla.broker import fetch_pipe, replica_fetcher
 from ottla.broker.replica_fetcher import FETCH_VERSION, ReplicaFetchers, retry_delay_s
-from ottla.broker.rpc import NodeClient
+from ottla.broker.rpc import FETCH_RECEIVE_BUFFER_BYTES
 from ottla.protocol import (
     SUPPORTED_APIS,
     DecodedRequest,
@@ -331,22 +334,21 @@ async def test_new_partition_does_not_wait_for_a_parked_fetch() -> None:
         server.close()
 
 
-async def test_connection_opened_while_being_dropped_is_closed(
+async def test_partition_gained_while_connecting_is_in_the_first_fetch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A partition is gained while the fetch's connection is still being opened: the
-    client is closed before it holds the connection. Once that fetch returns, the
-    connection it opened is closed too, not left open (holding a session) forever."""
+    """A partition is gained while the fetch connection is still being opened: the
+    first fetch on it lists both partitions, and no second connection is opened."""
     gate, opening = asyncio.Event(), asyncio.Event()
-    open_connection = NodeClient._open
+    real_open = fetch_pipe.open_pipe
 
-    async def slow_open(self: NodeClient, node_id: int, lane: str) -> Any:
+    async def slow_open(*args: Any) -> Any:
         if not gate.is_set():
             opening.set()
             await gate.wait()
-        return await open_connection(self, node_id, lane)
+        return await real_open(*args)
 
-    monkeypatch.setattr(NodeClient, "_open", slow_open)
+    monkeypatch.setattr(replica_fetcher, "open_pipe", slow_open)
     leader = _Leader()
     server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -357,12 +359,44 @@ async def test_connection_opened_while_being_dropped_is_closed(
         await asyncio.wait_for(opening.wait(), WAIT_S)
         fetchers.update(dict.fromkeys(partitions, (LEADER, LEADER_EPOCH)))
         gate.set()
-        body, answer = await leader.next()  # the first fetch, on the late connection
-        assert _listed(body) == {0: 0}
+        body, answer = await leader.next()
+        assert _session(body) == (0, 0)
+        assert _listed(body) == {0: 0, 1: 0}
         answer(session_id=0)
         body, _ = await leader.next()
         assert _listed(body) == {0: 0, 1: 0}
+        assert leader.connections == 1
+    finally:
+        await fetchers.stop()
+        server.close()
+
+
+async def test_a_fetch_unanswered_past_its_deadline_drops_the_connection() -> None:
+    """The leader never answers: past the fetch's deadline (replica.fetch.wait.max.ms
+    plus 10 s, shortened here) the connection is dropped and, after the back-off, the
+    next fetch is full, on a new connection. (And a fetch connection has its large
+    receive buffer.)"""
+    leader = _Leader()
+    server = await asyncio.start_server(leader.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    partitions = {("t", 0): _Partition(0)}
+    fetchers = ReplicaFetchers(_broker(port, partitions, backoff_ms=10))
+    fetchers.wait_max_ms = -9_900  # a deadline 0.1 s after each send
+    try:
+        fetchers.update({("t", 0): (LEADER, LEADER_EPOCH)})
+        body, answer = await leader.next()
+        pipe = fetchers.sources[LEADER].pipe
+        assert pipe is not None
+        # Linux caps the request at rmem_max and reports twice what it grants.
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        expected = 2 * min(FETCH_RECEIVE_BUFFER_BYTES, rmem_max)
+        assert pipe.socket().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == expected
+        answer(session_id=42)
+        body, _ = await leader.next()  # never answered
+        assert _session(body) == (42, 1)
         await asyncio.wait_for(leader.closed.wait(), WAIT_S)
+        body, _ = await leader.next()
+        assert _session(body) == (42, 0)  # full, closing the old session
         assert leader.connections == 2
     finally:
         await fetchers.stop()
