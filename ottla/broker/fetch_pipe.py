@@ -19,17 +19,13 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from ottla.broker.rpc import FETCH_RECEIVE_BUFFER_BYTES, FramedConnection
-from ottla.protocol import encode_request
-from ottla.protocol.fetch_wire import FetchResponseBody, read_fetch_response
-from ottla.protocol.wire_read import skip_tags
+from ottla.protocol import FetchResponseBody, read_fetch_answer, set_correlation_id
 
 __all__ = ["FetchPipe", "open_pipe"]
 
 _CONNECT_TIMEOUT_S = 2.0
-_CLIENT_ID = "ottla-replica"
 
 OnAnswer = Callable[["FetchPipe", FetchResponseBody], None]
 OnLost = Callable[["FetchPipe", BaseException], None]
@@ -51,8 +47,9 @@ class FetchPipe(FramedConnection):
     def in_flight(self) -> bool:
         return self._in_flight != 0
 
-    def send(self, request: Any, deadline: float) -> None:
-        """Write a Fetch request (a FetchRequestBody); its answer goes to `on_answer`."""
+    def send(self, frame: bytearray, version: int, deadline: float) -> None:
+        """Write a Fetch request frame (with its size prefix; its correlation id is set
+        here); its answer goes to `on_answer`."""
         if self.closed or self._transport is None:
             raise ConnectionError("fetch connection closed")
         if self._in_flight:
@@ -60,9 +57,10 @@ class FetchPipe(FramedConnection):
         correlation_id = self._next_correlation
         self._next_correlation = correlation_id % 0x7FFFFFFF + 1
         self._in_flight = correlation_id
-        self._version = int(request.__version__)
+        self._version = version
         self.deadline = deadline
-        self._transport.writelines(encode_request(request, correlation_id, _CLIENT_ID))
+        set_correlation_id(frame, correlation_id)
+        self._transport.write(frame)
 
     def close(self, error: BaseException) -> None:
         """Close the connection; `on_lost(error)` is called once."""
@@ -88,10 +86,9 @@ class FetchPipe(FramedConnection):
     def _frame(self, frame: bytes | bytearray) -> None:
         expected, self._in_flight = self._in_flight, 0
         try:
-            correlation_id = int.from_bytes(frame[:4], "big", signed=True)
-            if len(frame) < 4 or correlation_id != expected:
+            correlation_id, body = read_fetch_answer(frame, self._version)
+            if correlation_id != expected:
                 raise ValueError(f"answer {correlation_id} where {expected} was in flight")
-            body, _ = read_fetch_response(frame, skip_tags(frame, 4), self._version)
         except (ValueError, IndexError) as problem:
             self.close(ConnectionError(f"bad fetch answer: {problem}"))
             return

@@ -68,13 +68,7 @@ import structlog
 
 from ottla.broker.fetch_pipe import FetchPipe, open_pipe
 from ottla.broker.fetch_sessions import FetchRequestPlan, FetchSessionHandler, PartitionFetch
-from ottla.protocol import (
-    ErrorCode,
-    FetchPartitionRequest,
-    FetchRequestBody,
-    FetchTopic,
-    ReplicaStateRequest,
-)
+from ottla.protocol import REPLICA_FETCH_VERSION, ErrorCode, ReplicaPartition, write_replica_fetch
 
 if TYPE_CHECKING:
     from ottla.broker.broker import Broker
@@ -84,7 +78,8 @@ __all__ = ["ReplicaFetchers", "retry_delay_s"]
 
 log = structlog.get_logger("ottla.replica_fetcher")
 
-FETCH_VERSION = 15
+FETCH_VERSION = REPLICA_FETCH_VERSION
+_CLIENT_ID = b"ottla-replica"
 
 Key = tuple[str, int]
 _SESSION_ERRORS = frozenset(
@@ -255,7 +250,7 @@ class ReplicaFetchers:
         source.wanted = wanted
         deadline = now + self.wait_max_ms / 1000 + 10.0
         try:
-            pipe.send(self._request(plan), deadline)
+            pipe.send(self._request(plan), FETCH_VERSION, deadline)
         except ConnectionError:
             source.session.handle_error()
             return 0.0
@@ -371,21 +366,12 @@ class ReplicaFetchers:
             self.partition_max_bytes,
         )
 
-    def _request(self, plan: FetchRequestPlan) -> FetchRequestBody:
-        """The Fetch v15 request of `plan` (written and its answer read by fetch_wire.py)."""
-        request = FetchRequestBody(FETCH_VERSION)
-        request.replica_state = ReplicaStateRequest(
-            self.broker.node_id, self.broker.controller.broker_epoch
-        )
-        request.max_wait_ms = self.wait_max_ms
-        request.min_bytes = self.min_bytes
-        request.max_bytes = self.response_max_bytes
-        request.session_id = plan.session_id
-        request.session_epoch = plan.session_epoch
-        topics: dict[uuid.UUID, list[FetchPartitionRequest]] = {}
+    def _request(self, plan: FetchRequestPlan) -> bytearray:
+        """The Fetch v15 request frame of `plan` (written by hand, fetch_wire.py)."""
+        topics: dict[uuid.UUID, list[ReplicaPartition]] = {}
         for (_, index), fetch in plan.partitions.items():
             topics.setdefault(fetch.topic_id, []).append(
-                FetchPartitionRequest(
+                (
                     index,
                     fetch.current_leader_epoch,
                     fetch.fetch_offset,
@@ -394,14 +380,17 @@ class ReplicaFetchers:
                     fetch.max_bytes,
                 )
             )
-        request.topics = [FetchTopic(None, topic_id, parts) for topic_id, parts in topics.items()]
         forgotten: dict[uuid.UUID, list[int]] = {}
         for (_, index), topic_id in plan.forgotten.items():
             forgotten.setdefault(topic_id, []).append(index)
-        request.forgotten_topics_data = [
-            FetchTopic(None, topic_id, indexes) for topic_id, indexes in forgotten.items()
-        ]
-        return request
+        return write_replica_fetch(
+            _CLIENT_ID,
+            (self.broker.node_id, self.broker.controller.broker_epoch),
+            (self.wait_max_ms, self.min_bytes, self.response_max_bytes),
+            (plan.session_id, plan.session_epoch),
+            list(topics.items()),
+            list(forgotten.items()),
+        )
 
     def _handle(self, source: _Source, wanted: dict[Key, int], response: Any, now: float) -> None:
         image = self.broker.image

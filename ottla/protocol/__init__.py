@@ -28,12 +28,18 @@ from ottla.protocol.entities import has_field, make
 from ottla.protocol.errors import ErrorCode, ProtocolError
 from ottla.protocol.fetch_wire import (
     FETCH_FLEXIBLE_MIN,
+    REPLICA_FETCH_VERSION,
     EncodedBody,
     FetchPartitionRequest,
     FetchRequestBody,
+    FetchResponseBody,
     FetchTopic,
+    ReplicaPartition,
     ReplicaStateRequest,
+    read_fetch_answer,
+    set_correlation_id,
     write_fetch_response,
+    write_replica_fetch,
 )
 from ottla.protocol.framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frame_size_prefix
 from ottla.protocol.header import (
@@ -75,6 +81,7 @@ __all__ = [
     "NO_PRODUCER_EPOCH",
     "NO_PRODUCER_ID",
     "NO_SEQUENCE",
+    "REPLICA_FETCH_VERSION",
     "SUPPORTED_APIS",
     "ApiRegistry",
     "ApiSpec",
@@ -85,11 +92,13 @@ __all__ = [
     "ErrorCode",
     "FetchPartitionRequest",
     "FetchRequestBody",
+    "FetchResponseBody",
     "FetchTopic",
     "FrameDecoder",
     "ProtocolError",
     "Record",
     "RecordBatchView",
+    "ReplicaPartition",
     "ReplicaStateRequest",
     "RequestHeader",
     "TimestampType",
@@ -116,5 +125,8 @@ __all__ = [
     "make",
     "make_spec",
     "peek_batch_size",
+    "read_fetch_answer",
+    "set_correlation_id",
     "write_fetch_response",
+    "write_replica_fetch",
 ]

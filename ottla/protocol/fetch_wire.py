@@ -40,6 +40,7 @@ from ottla.protocol.writer import REFERENCE_BYTES_MIN, Refs, write_uvarint
 __all__ = [
     "FETCH_API_KEY",
     "FETCH_FLEXIBLE_MIN",
+    "REPLICA_FETCH_VERSION",
     "EncodedBody",
     "EpochEndOffsetResponse",
     "FetchPartitionRequest",
@@ -47,11 +48,15 @@ __all__ = [
     "FetchResponseBody",
     "FetchTopic",
     "PartitionDataResponse",
+    "ReplicaPartition",
     "ReplicaStateRequest",
+    "read_fetch_answer",
     "read_fetch_request",
     "read_fetch_response",
+    "set_correlation_id",
     "write_fetch_request",
     "write_fetch_response",
+    "write_replica_fetch",
 ]
 
 FETCH_API_KEY = 1
@@ -430,6 +435,62 @@ def write_fetch_request(body: FetchRequestBody) -> bytearray:
     return buf
 
 
+REPLICA_FETCH_VERSION = 15
+_REQUEST_HEADER = struct.Struct(">ihhih")  # size, api key, version, correlation, client id
+_CORRELATION_AT = 8  # after the size prefix, api key and version
+_REPLICA_STATE_TAG = b"\x01\x01\x0d"  # one tag: 1 (replica state), 13 bytes
+
+# (partition, current leader epoch, fetch offset, last fetched epoch, log start offset,
+#  partition max bytes)
+ReplicaPartition = tuple[int, int, int, int, int, int]
+
+
+def write_replica_fetch(
+    client_id: bytes,
+    replica_state: tuple[int, int],
+    limits: tuple[int, int, int],
+    session: tuple[int, int],
+    topics: list[tuple[uuid.UUID, list[ReplicaPartition]]],
+    forgotten: list[tuple[uuid.UUID, list[int]]],
+) -> bytearray:
+    """A replica fetcher's whole Fetch v15 request frame (size, header v2, body), the
+    bytes `encode_request` writes for the same request without building its objects;
+    correlation id 0 until `set_correlation_id`. `replica_state` is (replica id,
+    broker epoch), `limits` (max wait ms, min bytes, max bytes), `session` (id, epoch)."""
+    buf = bytearray(
+        _REQUEST_HEADER.pack(0, FETCH_API_KEY, REPLICA_FETCH_VERSION, 0, len(client_id))
+    )
+    buf += client_id
+    buf.append(0)
+    buf += _REQUEST_FIXED.pack(*limits, 0, *session)
+    write_uvarint(buf, len(topics) + 1)
+    pack_partition = _PARTITION_FIXED.pack
+    for topic_id, partitions in topics:
+        buf += topic_id.bytes
+        write_uvarint(buf, len(partitions) + 1)
+        for partition in partitions:
+            buf += pack_partition(*partition)
+            buf.append(0)
+        buf.append(0)
+    write_uvarint(buf, len(forgotten) + 1)
+    for topic_id, indexes in forgotten:
+        buf += topic_id.bytes
+        write_uvarint(buf, len(indexes) + 1)
+        buf += struct.pack(f">{len(indexes)}i", *indexes)
+        buf.append(0)
+    buf.append(1)  # rack id ""
+    buf += _REPLICA_STATE_TAG
+    buf += _REPLICA_STATE.pack(*replica_state)
+    buf.append(0)
+    _INT32.pack_into(buf, 0, len(buf) - 4)
+    return buf
+
+
+def set_correlation_id(frame: bytearray, correlation_id: int) -> None:
+    """Set the correlation id of a request frame written with its size prefix."""
+    _INT32.pack_into(frame, _CORRELATION_AT, correlation_id)
+
+
 def _write_string(buf: bytearray, value: str) -> None:
     encoded = value.encode()
     write_uvarint(buf, len(encoded) + 1)
@@ -548,6 +609,14 @@ def read_fetch_response(frame: Any, o: int, version: int) -> tuple[FetchResponse
         body.responses.append(FetchTopic(topic, topic_id, partitions))
     o = skip_tags(frame, o)  # node_endpoints (v16+): not used by a replica fetcher
     return body, o
+
+
+def read_fetch_answer(frame: Any, version: int) -> tuple[int, FetchResponseBody]:
+    """(correlation id, body) of a whole Fetch v12+ response frame (without its size
+    prefix): the response header v1, then `read_fetch_response`."""
+    (correlation_id,) = unpack(_INT32, frame, 0)
+    body, _ = read_fetch_response(frame, skip_tags(frame, 4), version)
+    return correlation_id, body
 
 
 def _response_partition_tags(frame: Any, o: int, data: PartitionDataResponse) -> int:

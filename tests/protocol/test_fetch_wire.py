@@ -30,11 +30,18 @@ from ottla.protocol.codec import (
 )
 from ottla.protocol.fetch_wire import (
     FETCH_MAX_VERSION,
+    REPLICA_FETCH_VERSION,
     EncodedBody,
+    FetchPartitionRequest,
+    FetchRequestBody,
+    FetchTopic,
+    ReplicaStateRequest,
     read_fetch_request,
     read_fetch_response,
+    set_correlation_id,
     write_fetch_request,
     write_fetch_response,
+    write_replica_fetch,
 )
 from ottla.protocol.header import decode_request_header, encode_request_header
 from ottla.protocol.writer import REFERENCE_BYTES_MIN, chunks
@@ -264,6 +271,40 @@ def test_a_replica_request_frames_and_decodes_back() -> None:
     decoded = decode_request(frame[4:])
     assert decoded.header.correlation_id == 41
     assert kio_body(decoded) == entity
+
+
+@WIRE_EXAMPLES
+@given(data=st.data())
+def test_a_replica_fetch_frame_written_by_hand_is_encode_requests(data: st.DataObject) -> None:
+    """write_replica_fetch (the replica fetcher's request) writes what encode_request
+    writes for the same Fetch v15 request, for any partitions, session and limits."""
+    int32 = st.integers(-(2**31), 2**31 - 1)
+    int64 = st.integers(-(2**63), 2**63 - 1)
+    partition = st.tuples(int32, int32, int64, int32, int64, int32)
+    topic_ids = st.uuids()
+    topics = data.draw(
+        st.lists(st.tuples(topic_ids, st.lists(partition, max_size=4)), max_size=3), "topics"
+    )
+    forgotten = data.draw(
+        st.lists(st.tuples(topic_ids, st.lists(int32, max_size=4)), max_size=3), "forgotten"
+    )
+    replica_state = (data.draw(st.integers(0, 2**31 - 1)), data.draw(int64))
+    limits = (data.draw(int32), data.draw(int32), data.draw(int32))
+    session = (data.draw(int32), data.draw(int32))
+    correlation_id = data.draw(int32)
+    frame = write_replica_fetch(b"ottla-replica", replica_state, limits, session, topics, forgotten)
+    set_correlation_id(frame, correlation_id)
+    body = FetchRequestBody(REPLICA_FETCH_VERSION)
+    body.replica_state = ReplicaStateRequest(*replica_state)
+    body.max_wait_ms, body.min_bytes, body.max_bytes = limits
+    body.session_id, body.session_epoch = session
+    body.topics = [
+        FetchTopic(None, topic_id, [FetchPartitionRequest(*p) for p in partitions])
+        for topic_id, partitions in topics
+    ]
+    body.forgotten_topics_data = [FetchTopic(None, t, list(i)) for t, i in forgotten]
+    expected = encode_request(body, correlation_id, "ottla-replica")
+    assert bytes(frame) == b"".join(bytes(c) for c in expected)
 
 
 def _same_response(entity: Any, body: Any) -> None:
