@@ -12,12 +12,19 @@ nothing new; a stale leader epoch (UNKNOWN_LEADER_EPOCH); a last fetched epoch t
 leader does not have (a diverging epoch); a fetch forgetting the partition (left to
 the generic path); a wrong session epoch (INVALID_FETCH_SESSION_EPOCH, generic); and
 a malformed frame on the lane's connection (the broker closes it and keeps serving).
+
+And bad input: a session's incremental fetch cut short, with bytes flipped or with
+garbage appended, 300 ways (a seeded generator), is answered, waits or closes its
+connection, never fails a handler; the broker keeps serving the partition's records
+intact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import random
 import struct
 import uuid
 from pathlib import Path
@@ -28,6 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from ottla.broker import Broker
 from ottla.broker.handlers.fetch_lane import FetchLane
+from ottla.broker.server import Connection
 from ottla.protocol import Record, build_batch
 from ottla.protocol.fetch_wire import read_fetch_response
 from tests.broker.inprocess import running_broker, until
@@ -200,3 +208,67 @@ async def test_the_lane_answers_what_the_generic_path_answers(
     assert parts[4] is not None and parts[4].error_code == 75  # UNKNOWN_LEADER_EPOCH
     assert parts[5] is not None and parts[5].diverging_epoch.epoch == 0
     assert bodies[7].error_code == 71  # INVALID_FETCH_SESSION_EPOCH
+
+
+MUTATIONS = 300
+
+
+async def test_mangled_lane_frames_never_fail_a_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aborted: list[str] = []
+    real_abort = Connection.abort
+
+    def abort(connection: Connection, event: str, error: BaseException) -> None:
+        aborted.append(event)
+        real_abort(connection, event, error)
+
+    monkeypatch.setattr(Connection, "abort", abort)
+    taken = _count_taken(monkeypatch)
+    rng = random.Random(11)
+    async with running_broker(tmp_path) as broker:
+        bootstrap = f"127.0.0.1:{broker.bound_ports[0]}"
+
+        def create() -> None:
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(BOUND_S)
+
+        await asyncio.to_thread(create)
+        await until(lambda: broker.partition(TOPIC, 0) is not None, BOUND_S, "the partition")
+        partition = broker.partition(TOPIC, 0)
+        assert partition is not None
+        assert partition.append_records(_batch(b"kept"), 0).error_code == 0
+        topic_id = partition.topic_id
+        full = _fetch(1, topic_id, (0, 0), 0, max_wait_ms=0)
+        for _ in range(MUTATIONS):
+            reader, writer = await asyncio.open_connection("127.0.0.1", broker.bound_ports[0])
+            try:
+                writer.write(full)
+                session_id = _body(await _read_frame(reader)).session_id
+                frame = bytearray(_fetch(2, topic_id, (session_id, 1), 1, max_wait_ms=0)[4:])
+                kind = rng.randrange(3)
+                if kind == 0:
+                    frame = frame[: rng.randrange(len(frame))]
+                elif kind == 1:
+                    for _ in range(rng.randrange(1, 4)):
+                        frame[rng.randrange(len(frame))] = rng.randrange(256)
+                else:
+                    frame += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+                writer.write(struct.pack(">i", len(frame)) + bytes(frame))
+                # Answered, closed, or parked (a flipped max_wait): any of them, in bound.
+                with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
+                    async with asyncio.timeout(0.2):
+                        await reader.readexactly(4)
+            finally:
+                writer.close()
+        # Still serving, the record intact, and no handler ever failed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", broker.bound_ports[0])
+        try:
+            writer.write(full)
+            body = _body(await _read_frame(reader))
+        finally:
+            writer.close()
+        assert b"kept" in bytes(body.responses[0].partitions[0].records)
+        assert "handler_failed" not in aborted
+        assert "malformed_request" in aborted  # the mangling reached the decoder
+        assert taken  # and some mangled frames were still the lane's to serve
