@@ -20,12 +20,11 @@ import contextlib
 import socket
 from collections.abc import Callable
 
-from ottla.broker.rpc import FETCH_RECEIVE_BUFFER_BYTES, FramedConnection
+from ottla.broker.rpc import CONNECT_TIMEOUT_S, FETCH_RECEIVE_BUFFER_BYTES, FramedConnection
 from ottla.protocol import FetchResponseBody, read_fetch_answer, set_correlation_id
 
 __all__ = ["FetchPipe", "open_pipe"]
 
-_CONNECT_TIMEOUT_S = 2.0
 
 OnAnswer = Callable[["FetchPipe", FetchResponseBody], None]
 OnLost = Callable[["FetchPipe", BaseException], None]
@@ -98,7 +97,7 @@ class FetchPipe(FramedConnection):
 async def open_pipe(address: tuple[str, int], on_answer: OnAnswer, on_lost: OnLost) -> FetchPipe:
     """A new fetch connection to `address` (OSError, TimeoutError when it fails)."""
     host, port = address
-    async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
         _, pipe = await asyncio.get_running_loop().create_connection(
             lambda: FetchPipe(on_answer, on_lost), host, port
         )

@@ -31,13 +31,19 @@ import structlog
 
 from ottla.protocol import FrameDecoder, ProtocolError, decode_response, encode_request
 
-__all__ = ["FETCH_RECEIVE_BUFFER_BYTES", "FramedConnection", "NodeClient", "parse_voters"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "FETCH_RECEIVE_BUFFER_BYTES",
+    "FramedConnection",
+    "NodeClient",
+    "parse_voters",
+]
 
 _log = structlog.get_logger("ottla.rpc")
 
 _FETCH_API_KEYS = frozenset({1, 59})  # Fetch, FetchSnapshot
 _FRAME_BYTES_MAX = 64 * 1024 * 1024
-_CONNECT_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 2.0
 # Receive buffer of fetch-lane sockets (Kafka: replica.socket.receive.buffer.bytes). A
 # replica fetch answer is up to megabytes; with the kernel's autotuned buffer (128 KiB
 # to start) it crossed in many window-sized steps, each needing both event loops (the
@@ -230,7 +236,7 @@ class NodeClient:
         if address is None:
             raise ConnectionError(f"no address for node {node_id}")
         host, port = address
-        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
             _, connection = await asyncio.get_running_loop().create_connection(
                 lambda: _Connection(lambda: self._lost(node_id, lane)), host, port
             )

@@ -35,6 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from ottla.broker import Broker
 from ottla.broker.handlers.fetch_lane import FetchLane
+from ottla.broker.partitions import Partition
 from ottla.broker.server import Connection
 from ottla.protocol import Record, build_batch
 from ottla.protocol.fetch_wire import read_fetch_response
@@ -106,7 +107,9 @@ def _body(frame: bytes) -> Any:
     return read_fetch_response(frame, 5, FETCH_VERSION)[0]
 
 
-async def _script(broker: Broker) -> list[bytes]:
+async def _created_partition(broker: Broker) -> Partition:
+    """Topic TOPIC (one partition, RF 1) created with confluent-kafka's AdminClient, once
+    this broker leads its partition."""
     bootstrap = f"127.0.0.1:{broker.bound_ports[0]}"
 
     def create() -> None:
@@ -117,6 +120,11 @@ async def _script(broker: Broker) -> list[bytes]:
     await until(lambda: broker.partition(TOPIC, 0) is not None, BOUND_S, "the partition")
     partition = broker.partition(TOPIC, 0)
     assert partition is not None
+    return partition
+
+
+async def _script(broker: Broker) -> list[bytes]:
+    partition = await _created_partition(broker)
     for value in (b"a", b"b", b"c"):
         assert partition.append_records(_batch(value), 0).error_code == 0
     topic_id = partition.topic_id
@@ -227,16 +235,7 @@ async def test_mangled_lane_frames_never_fail_a_handler(
     taken = _count_taken(monkeypatch)
     rng = random.Random(11)
     async with running_broker(tmp_path) as broker:
-        bootstrap = f"127.0.0.1:{broker.bound_ports[0]}"
-
-        def create() -> None:
-            admin = AdminClient({"bootstrap.servers": bootstrap})
-            admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(BOUND_S)
-
-        await asyncio.to_thread(create)
-        await until(lambda: broker.partition(TOPIC, 0) is not None, BOUND_S, "the partition")
-        partition = broker.partition(TOPIC, 0)
-        assert partition is not None
+        partition = await _created_partition(broker)
         assert partition.append_records(_batch(b"kept"), 0).error_code == 0
         topic_id = partition.topic_id
         full = _fetch(1, topic_id, (0, 0), 0, max_wait_ms=0)

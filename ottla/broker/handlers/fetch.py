@@ -139,16 +139,14 @@ def handle_fetch(broker: Broker, connection: Connection, request: DecodedRequest
         session.clock.last_fetch_ms = broker.monotonic_clock()
         fetch_set = session.visit()
     reads = read_all(broker, fetch_set, max_bytes, incremental, replica, session=session)
-    ready = sum(r.size for r in reads)
     # Nothing to wait on (no partition left in the fetch, e.g. all forgotten): answer
     # now, as Kafka does for an empty fetch.
     empty = not (session.partitions if session is not None else fetch_set)
     if (
-        ready >= min_bytes
+        answer_now(reads, min_bytes)
         or max_wait_ms == 0
         or empty
         or unknown
-        or answer_now(reads)
         or _delayed >= DELAYED_FETCHES_MAX
     ):
         return _respond(request, session, reads, unknown, incremental)
@@ -285,12 +283,7 @@ class _DelayedFetch:
             again=True,
             session=session,
         )
-        if (
-            sum(r.size for r in reads) < self.min_bytes
-            and not self.expired
-            and not broker.stopping
-            and not answer_now(reads)
-        ):
+        if not (answer_now(reads, self.min_bytes) or self.expired or broker.stopping):
             release_reads(reads)
             self._park()
             return

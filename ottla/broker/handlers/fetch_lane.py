@@ -234,10 +234,7 @@ class FetchLane:
         reads = read_all(
             self.broker, session.visit(), max_bytes, True, self.replica_id, session=session
         )
-        ready = 0
-        for read in reads:
-            ready += read.size
-        if ready >= min_bytes or max_wait_ms <= 0 or not session.partitions or answer_now(reads):
+        if answer_now(reads, min_bytes) or max_wait_ms <= 0 or not session.partitions:
             self._answer(slot, reads)
             return
         release_reads(reads)
@@ -305,12 +302,7 @@ class FetchLane:
                 again=True,
                 session=session,
             )
-            if (
-                sum(r.size for r in reads) < self._min_bytes
-                and not self._expired
-                and not broker.stopping
-                and not answer_now(reads)
-            ):
+            if not (answer_now(reads, self._min_bytes) or self._expired or broker.stopping):
                 release_reads(reads)
                 self._park()
                 return

@@ -157,11 +157,13 @@ def _diverging(
     return None
 
 
-def answer_now(reads: list[Read]) -> bool:
-    """A read the fetch must answer without waiting for min_bytes: an error or a
-    diverging epoch (Kafka completes a delayed fetch on either; a follower told to
-    truncate should not wait out its max_wait first)."""
-    return any(r.error_code is not ErrorCode.none or r.diverging is not None for r in reads)
+def answer_now(reads: list[Read], min_bytes: int) -> bool:
+    """The reads are worth answering without waiting any longer: min_bytes of records,
+    or an error or a diverging epoch (Kafka completes a delayed fetch on either; a
+    follower told to truncate should not wait out its max_wait first)."""
+    return sum(r.size for r in reads) >= min_bytes or any(
+        r.error_code is not ErrorCode.none or r.diverging is not None for r in reads
+    )
 
 
 def release_reads(reads: list[Read]) -> None:
